@@ -1,0 +1,44 @@
+"""Forward-pass timing of AffineNet on CPU (median of 20 after warm-up) at typical working sizes.
+
+Usage: python benchmarks/bench_network.py [--threads 2] [--repeats 20]
+"""
+import argparse
+import statistics
+import time
+
+import torch
+
+from napari_histoaffine.network import AffineNet, count_parameters
+
+SIZES = [(448, 336), (512, 384), (672, 512)]  # (width, height)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = AffineNet().eval()
+    print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, parameters={count_parameters(model):,}")
+    print("| working size (W×H) | patch grid | median forward [ms] | min [ms] |")
+    print("|---|---|---|---|")
+    ps = model.config.patch_size
+    for w, h in SIZES:
+        moving, fixed = torch.rand(1, 1, h, w), torch.rand(1, 1, h, w)
+        times = []
+        with torch.inference_mode():
+            for _ in range(args.warmup):
+                model(moving, fixed)
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                model(moving, fixed)
+                times.append((time.perf_counter() - t0) * 1000)
+        grid = f"{-(-h // ps)}×{-(-w // ps)}"
+        print(f"| {w}×{h} | {grid} | {statistics.median(times):.1f} | {min(times):.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Preprocessing as in the paper: one resampling factor per pair, tissue masks, inverted grayscale.
+
+Every image of a pair is resampled by the **same** factor (chosen so the larger of the two fits
+``working_size``), smoothed against aliasing, segmented into tissue and background by a smoothed
+Laplacian threshold plus morphology, converted to grayscale, inverted (tissue bright, background
+0) and normalised so that stains of different strength look alike.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from . import transforms
+from .errors import InputError
+
+DEFAULT_WORKING_SIZE = 512
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """One image ready for registration at working resolution.
+
+    ``image`` is inverted grayscale in [0, 1] with background 0; ``mask`` the tissue mask;
+    ``to_input`` maps these working pixels to the pixels of the array that was passed in.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    to_input: np.ndarray
+
+
+def to_grayscale(image: np.ndarray) -> np.ndarray:
+    """Grayscale float32 in [0, 1] from gray, RGB or RGBA of any integer or float dtype."""
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[-1] in (3, 4):
+        rgb = img[..., :3].astype(np.float32)
+        gray = rgb @ np.array([0.2125, 0.7154, 0.0721], np.float32)
+    elif img.ndim == 3 and img.shape[-1] in (1, 2):
+        gray = img[..., 0].astype(np.float32)
+    elif img.ndim == 2:
+        gray = img.astype(np.float32)
+    else:
+        raise InputError(f"expected a 2-D image (gray, RGB or RGBA), got an array of shape {img.shape}")
+    if np.issubdtype(img.dtype, np.integer):
+        top = float(np.iinfo(img.dtype).max) if img.dtype.itemsize == 1 else max(float(gray.max()), 1.0)
+        gray = gray / top
+    else:
+        lo, hi = float(np.nanmin(gray)), float(np.nanmax(gray))
+        if lo < 0.0 or hi > 1.0:
+            gray = (gray - lo) / max(hi - lo, 1e-12)
+    return np.nan_to_num(np.clip(gray, 0.0, 1.0))
+
+
+def working_factor(shapes, working_size: int = DEFAULT_WORKING_SIZE) -> float:
+    """One resampling factor for all images of a pair: the largest side of any of them fits ``working_size``."""
+    longest = max(max(s[0], s[1]) for s in shapes)
+    return min(1.0, working_size / float(longest))
+
+
+def resample(gray: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Anti-aliased resize by ``factor``; returns the image and the matrix working → input pixels."""
+    out_shape = (max(1, round(gray.shape[0] * factor)), max(1, round(gray.shape[1] * factor)))
+    if out_shape == gray.shape[:2]:
+        small = gray.astype(np.float32, copy=False)
+    else:
+        t = torch.from_numpy(np.ascontiguousarray(gray, np.float32))[None, None]
+        small = F.interpolate(t, size=out_shape, mode="bilinear", antialias=True, align_corners=False)[0, 0].numpy()
+    return small, transforms.resample_matrix(out_shape, gray.shape)
+
+
+def tissue_mask(gray: np.ndarray, sigma: float = 2.0) -> np.ndarray:
+    """Tissue vs background: threshold of the smoothed Laplacian magnitude, closed, filled and cleaned."""
+    response = ndimage.gaussian_filter(np.abs(ndimage.gaussian_laplace(gray, sigma)), 2.0 * sigma)
+    background_level = np.percentile(response, 5)
+    threshold = background_level + 0.15 * (np.percentile(response, 99) - background_level)
+    mask = response > threshold
+    radius = max(2, round(min(gray.shape) / 64))
+    structure = np.ones((2 * radius + 1, 2 * radius + 1), bool)
+    mask = ndimage.binary_closing(mask, structure, border_value=1)
+    mask = ndimage.binary_fill_holes(mask)
+    mask = ndimage.binary_opening(mask, structure)
+    labels, n = ndimage.label(mask)
+    if n > 1:
+        sizes = ndimage.sum(mask, labels, np.arange(1, n + 1))
+        mask = np.isin(labels, 1 + np.flatnonzero(sizes >= 0.05 * sizes.max()))
+    if mask.sum() < 0.01 * mask.size:
+        mask = np.ones_like(mask)
+    return mask
+
+
+def normalize_tissue(inverted: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Stretch tissue intensities to [0, 1] by robust percentiles; background to 0."""
+    values = inverted[mask]
+    lo, hi = np.percentile(values, [1, 99]) if values.size else (0.0, 1.0)
+    out = np.clip((inverted - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+    out[~mask] = 0.0
+    return out.astype(np.float32)
+
+
+def prepare(image: np.ndarray, factor: float) -> PreparedImage:
+    """Grayscale → resample → tissue mask → invert → normalise, at resampling ``factor``."""
+    gray = to_grayscale(image)
+    if gray.size == 0 or min(gray.shape) < 2:
+        raise InputError(f"image is empty or too small: shape {gray.shape}")
+    small, to_input = resample(gray, factor)
+    mask = tissue_mask(small)
+    return PreparedImage(normalize_tissue(1.0 - small, mask), mask, to_input)
+
+
+def prepare_pair(moving: np.ndarray, fixed: np.ndarray, working_size: int = DEFAULT_WORKING_SIZE):
+    """Both images of a pair at one common resampling factor."""
+    factor = working_factor([np.shape(moving), np.shape(fixed)], working_size)
+    return prepare(moving, factor), prepare(fixed, factor)

@@ -1,0 +1,69 @@
+"""Plain dataclasses that carry registration results and progress to every caller (CLI, napari, tests)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Pose:
+    """A rigid starting pose found by the rotation search: moving → fixed at working resolution."""
+
+    angle_deg: float
+    flipped: bool
+    score: float
+    matrix: np.ndarray = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report: the stage that is running and the overall fraction done (0–1)."""
+
+    stage: str
+    fraction: float
+    message: str = ""
+
+
+@dataclass
+class RegistrationResult:
+    """Outcome of :func:`napari_histoaffine.pipeline.register`.
+
+    ``matrix`` maps full-resolution moving pixels to full-resolution fixed pixels, in the
+    convention of :mod:`napari_histoaffine.transforms` (``(x, y)`` = (column, row)).
+    """
+
+    matrix: np.ndarray
+    moving_shape: tuple[int, int]
+    fixed_shape: tuple[int, int]
+    stages: list[str]
+    timings: dict[str, float]
+    ncc_before: float
+    ncc_after: float
+    rotation_deg: float
+    flipped: bool
+    candidates: list[Pose]
+    tissue_overlap: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        """Registration time: all stages, images already decoded."""
+        return float(sum(self.timings.values()))
+
+    def to_dict(self) -> dict:
+        """JSON-ready description (the transform file format of the CLI and the widget)."""
+        return {
+            "matrix": np.asarray(self.matrix).tolist(),
+            "convention": "3x3 homogeneous; maps moving (x=column, y=row) pixels to fixed pixels; "
+                          "full resolution; pixel centres at integer coordinates",
+            "moving_shape": list(self.moving_shape),
+            "fixed_shape": list(self.fixed_shape),
+            "stages": list(self.stages),
+            "timings": dict(self.timings),
+            "ncc_before": self.ncc_before,
+            "ncc_after": self.ncc_after,
+            "rotation_deg": self.rotation_deg,
+            "flipped": self.flipped,
+            "tissue_overlap": self.tissue_overlap,
+            "candidates": [{"angle_deg": p.angle_deg, "flipped": p.flipped, "score": p.score} for p in self.candidates],
+        }

@@ -1,0 +1,143 @@
+"""Initial pose search: centre of mass, tissue-area scale, exhaustive rotation and mirror search.
+
+Every candidate pose is warped and scored in one batched ``grid_sample`` call. Candidates are
+scored on several scales of tissue structure (the inverted image and its gradient magnitude),
+not on one blurred intensity image, because stains are not linearly related and the blurred
+outline of a section hardly differs from its mirror image or its 180° turn.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import transforms
+from .preprocess import PreparedImage
+from .results import Pose
+from .similarity import gradient_magnitude, ncc, smooth
+
+SEARCH_SIZE = 128
+
+def FEATURES(x):
+    return structure_features(x)
+
+
+def _to_tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array, np.float32))[None, None]
+
+
+def downsample(image: np.ndarray, long_side: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Anti-aliased ``(1, 1, h, w)`` tensor with the given long side, and the matrix input → small pixels."""
+    factor = min(1.0, long_side / max(image.shape))
+    shape = (max(8, round(image.shape[0] * factor)), max(8, round(image.shape[1] * factor)))
+    small = F.interpolate(_to_tensor(image), size=shape, mode="bilinear", antialias=True, align_corners=False)
+    return small, transforms.resample_matrix(image.shape, shape)
+
+
+def structure_features(image: torch.Tensor) -> torch.Tensor:
+    """Multi-scale structure channels of ``(N, 1, H, W)`` images: fine and coarse intensity, edges."""
+    edges = smooth(gradient_magnitude(smooth(image, 1.0)), 1.0)
+    channels = [smooth(image, 1.0), smooth(image, 3.0), edges]
+    return torch.cat([c / c.flatten(1).std(1).clamp_min(1e-6).view(-1, 1, 1, 1) for c in channels], dim=1)
+
+
+def centre_of_mass(mask: np.ndarray) -> np.ndarray:
+    """``(x, y)`` centre of a mask."""
+    rows, cols = np.nonzero(mask)
+    if rows.size == 0:
+        return np.array([mask.shape[1] / 2.0, mask.shape[0] / 2.0])
+    return np.array([cols.mean(), rows.mean()])
+
+
+def pose_matrix(angle_deg: float, flipped: bool, scale: float, moving_centre, fixed_centre) -> np.ndarray:
+    """Moving → fixed matrix: mirror and turn about the moving centre, scale, then move onto the fixed centre."""
+    mirror = transforms.mirror_x(0.0) if flipped else transforms.identity()
+    return transforms.compose(
+        transforms.translation(-moving_centre[0], -moving_centre[1]), mirror,
+        transforms.rotation(angle_deg), transforms.scaling(scale),
+        transforms.translation(fixed_centre[0], fixed_centre[1]))
+
+
+class _Scorer:
+    """Scores many moving → fixed poses in one batched warp; the best translation of each comes from an FFT.
+
+    Returns, per pose, the normalised cross-correlation at the best shift and the shift (working pixels).
+    """
+
+    def __init__(self, moving: PreparedImage, fixed: PreparedImage, search_size: int, max_shift: float = 0.25):
+        longest = max(max(moving.image.shape), max(fixed.image.shape))
+        factor = search_size / longest
+        m_small, self.m_to_small = downsample(moving.image, round(max(moving.image.shape) * factor))
+        f_small, self.f_to_small = downsample(fixed.image, round(max(fixed.image.shape) * factor))
+        self.moving_features = FEATURES(m_small)
+        fixed_features = FEATURES(f_small)
+        self.m_shape = m_small.shape[-2:]
+        self.f_shape = f_small.shape[-2:]
+        h, w = self.f_shape
+        self.pad_shape = (2 * h, 2 * w)
+        fixed_features = fixed_features - fixed_features.mean((2, 3), keepdim=True)
+        self.fixed_norm = fixed_features.flatten(1).norm()
+        self.fixed_spectrum = torch.fft.rfft2(fixed_features, s=self.pad_shape)
+        dy = torch.arange(2 * h)
+        dx = torch.arange(2 * w)
+        dy = torch.where(dy >= h, dy - 2 * h, dy)
+        dx = torch.where(dx >= w, dx - 2 * w, dx)
+        self.shift_y, self.shift_x = torch.meshgrid(dy, dx, indexing="ij")
+        self.allowed = (self.shift_y.abs() <= max_shift * h) & (self.shift_x.abs() <= max_shift * w)
+        self.factor = self.f_to_small[0, 0]
+
+    def __call__(self, matrices: list[np.ndarray], chunk: int = 64):
+        thetas = np.stack([
+            transforms.to_theta(transforms.compose(transforms.invert(self.m_to_small), m, self.f_to_small),
+                                self.m_shape, self.f_shape) for m in matrices])
+        scores, shifts = [], []
+        for start in range(0, len(thetas), chunk):
+            theta = torch.from_numpy(thetas[start:start + chunk]).float()
+            warped = transforms.warp_tensor(self.moving_features, theta, self.f_shape)
+            warped = warped - warped.mean((2, 3), keepdim=True)
+            norms = warped.flatten(1).norm(dim=1) * self.fixed_norm
+            corr = torch.fft.irfft2(self.fixed_spectrum * torch.fft.rfft2(warped, s=self.pad_shape).conj(),
+                                    s=self.pad_shape).sum(1)
+            corr = torch.where(self.allowed, corr, torch.full_like(corr, -torch.inf)).flatten(1)
+            best, index = corr.max(1)
+            scores.append(best / norms.clamp_min(1e-12))
+            shifts.append(torch.stack([self.shift_x.flatten()[index], self.shift_y.flatten()[index]], 1))
+        return torch.cat(scores).numpy(), torch.cat(shifts).numpy() / self.factor
+
+
+def _distinct(poses: list[Pose], k: int, min_separation_deg: float) -> list[Pose]:
+    kept: list[Pose] = []
+    for pose in sorted(poses, key=lambda p: -p.score):
+        if all(p.flipped != pose.flipped or abs((p.angle_deg - pose.angle_deg + 180) % 360 - 180) >= min_separation_deg
+               for p in kept):
+            kept.append(pose)
+        if len(kept) == k:
+            break
+    return kept
+
+
+@torch.inference_mode()
+def search_pose(moving: PreparedImage, fixed: PreparedImage, *, search_mirror: bool = True, coarse_step: float = 6.0,
+                fine_step: float = 1.0, top_k: int = 4, search_size: int = SEARCH_SIZE) -> list[Pose]:
+    """Best rigid-plus-scale starting poses, best first, as working-resolution moving → fixed matrices.
+
+    The scale is the square root of the tissue area ratio; the translation aligns the tissue
+    centres of mass; angle and mirror come from an exhaustive coarse search refined around the
+    ``top_k`` distinct coarse peaks.
+    """
+    scale = float(np.sqrt(max(fixed.mask.sum(), 1) / max(moving.mask.sum(), 1)))
+    m_centre, f_centre = centre_of_mass(moving.mask), centre_of_mass(fixed.mask)
+    score = _Scorer(moving, fixed, search_size)
+
+    def evaluate(candidates):
+        matrices = [pose_matrix(a, fl, scale, m_centre, f_centre) for a, fl in candidates]
+        scores, shifts = score(matrices)
+        return [Pose(float(a % 360.0), bool(fl), float(s), transforms.compose(m, transforms.translation(*d)))
+                for (a, fl), s, m, d in zip(candidates, scores, matrices, shifts)]
+
+    flips = (False, True) if search_mirror else (False,)
+    coarse = evaluate([(a, fl) for fl in flips for a in np.arange(0.0, 360.0, coarse_step)])
+    peaks = _distinct(coarse, top_k, 3 * coarse_step)
+    fine = evaluate([(p.angle_deg + d, p.flipped) for p in peaks
+                     for d in np.arange(-coarse_step, coarse_step + fine_step / 2, fine_step)])
+    return _distinct(fine, top_k, 3 * coarse_step)

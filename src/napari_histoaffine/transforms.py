@@ -1,0 +1,142 @@
+"""The one transform convention of napari-histoaffine, and every operation on it.
+
+Convention
+----------
+* A transform is a 3×3 homogeneous ``float64`` matrix ``A``.
+* It acts on column vectors ``(x, y, 1)`` where **x is the column and y the row**, in pixels,
+  with the centre of pixel ``[row, col]`` at ``(x=col, y=row)``. This is the order of the
+  ANHIR landmark files (``,X,Y``).
+* A registration matrix maps a point of the **moving** image to the same structure in the
+  **fixed** image: ``p_fixed = A @ p_moving``. Points of the moving image are therefore
+  mapped with ``A`` itself; warping the moving image onto the fixed grid samples the moving
+  image at ``inv(A) @ p_fixed`` for every fixed pixel.
+* napari orders axes ``(row, col)``: :func:`xy_to_rowcol` converts a matrix to napari's order
+  (swap the first two rows and columns); it is its own inverse.
+* ``torch.nn.functional.grid_sample`` works in normalised coordinates ``[-1, 1]`` with
+  ``align_corners=False``: :func:`pixel_to_normalized` gives the matrix of that change of
+  coordinates for an image shape; :func:`to_theta` turns a registration matrix into the
+  ``theta`` that :func:`torch.nn.functional.affine_grid` expects.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+_SWAP = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+def identity() -> np.ndarray:
+    """The identity transform."""
+    return np.eye(3)
+
+
+def compose(*matrices: np.ndarray) -> np.ndarray:
+    """Matrix that applies ``matrices`` left to right: ``compose(A, B)`` is A first, then B."""
+    out = np.eye(3)
+    for m in matrices:
+        out = np.asarray(m, float) @ out
+    return out
+
+
+def invert(matrix: np.ndarray) -> np.ndarray:
+    """Inverse transform."""
+    return np.linalg.inv(np.asarray(matrix, float))
+
+
+def translation(tx: float, ty: float) -> np.ndarray:
+    """Shift by ``(tx, ty)`` pixels."""
+    return np.array([[1.0, 0.0, tx], [0.0, 1.0, ty], [0.0, 0.0, 1.0]])
+
+
+def scaling(sx: float, sy: float | None = None) -> np.ndarray:
+    """Scale about the origin (pixel-centre convention: ``x -> sx * x``)."""
+    sy = sx if sy is None else sy
+    return np.diag([float(sx), float(sy), 1.0])
+
+
+def rotation(angle_deg: float, center_xy=(0.0, 0.0)) -> np.ndarray:
+    """Counter-clockwise rotation in the displayed image (y points down) about ``center_xy``.
+
+    Positive angles turn the image counter-clockwise on screen, as in ``skimage.transform.rotate``.
+    """
+    a = np.deg2rad(angle_deg)
+    c, s = np.cos(a), np.sin(a)
+    rot = np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
+    cx, cy = center_xy
+    return compose(translation(-cx, -cy), rot, translation(cx, cy))
+
+
+def mirror_x(center_x: float = 0.0) -> np.ndarray:
+    """Left-right mirror about the vertical line ``x = center_x``."""
+    return np.array([[-1.0, 0.0, 2.0 * center_x], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+def resample_matrix(from_shape, to_shape) -> np.ndarray:
+    """Pixel coordinates of an image of ``from_shape`` → those of the same image resized to ``to_shape``.
+
+    Shapes are ``(rows, cols, ...)``. Pixel centres map to pixel centres (as ``skimage.transform.resize``).
+    """
+    sy = to_shape[0] / from_shape[0]
+    sx = to_shape[1] / from_shape[1]
+    return compose(translation(0.5, 0.5), scaling(sx, sy), translation(-0.5, -0.5))
+
+
+def xy_to_rowcol(matrix: np.ndarray) -> np.ndarray:
+    """Convert between the (x, y) order used here and napari's (row, col) order (self-inverse)."""
+    return _SWAP @ np.asarray(matrix, float) @ _SWAP
+
+
+def apply_to_points(matrix: np.ndarray, points_xy) -> np.ndarray:
+    """Map an ``(n, 2)`` array of ``(x, y)`` points; returns ``(n, 2)`` float64."""
+    pts = np.asarray(points_xy, float).reshape(-1, 2)
+    m = np.asarray(matrix, float)
+    return pts @ m[:2, :2].T + m[:2, 2]
+
+
+def warp_image(image: np.ndarray, matrix: np.ndarray, output_shape, order: int = 1, cval: float = 0.0) -> np.ndarray:
+    """Warp a moving image onto a grid of ``output_shape`` (rows, cols) with ``p_out = matrix @ p_in``.
+
+    Works for 2-D images and for channel-last images ``(rows, cols, channels)``.
+    """
+    image = np.asarray(image)
+    inverse_rc = xy_to_rowcol(invert(matrix))
+    out_shape = tuple(int(v) for v in output_shape[:2])
+
+    def warp_plane(plane):
+        return ndimage.affine_transform(
+            plane.astype(np.float32, copy=False), inverse_rc[:2, :2], offset=inverse_rc[:2, 2],
+            output_shape=out_shape, order=order, cval=cval, mode="constant")
+
+    if image.ndim == 2:
+        return warp_plane(image)
+    return np.stack([warp_plane(image[..., c]) for c in range(image.shape[-1])], axis=-1)
+
+
+def pixel_to_normalized(shape) -> np.ndarray:
+    """Pixel ``(x, y)`` of an image of ``shape`` → ``grid_sample`` coordinates (``align_corners=False``)."""
+    h, w = shape[0], shape[1]
+    return np.array([[2.0 / w, 0.0, 1.0 / w - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0], [0.0, 0.0, 1.0]])
+
+
+def to_theta(matrix: np.ndarray, moving_shape, fixed_shape) -> np.ndarray:
+    """``affine_grid`` theta (2×3) that warps the moving image onto the fixed grid for ``matrix``."""
+    theta = compose(invert(pixel_to_normalized(fixed_shape)), invert(matrix), pixel_to_normalized(moving_shape))
+    return theta[:2]
+
+
+def from_theta(theta, moving_shape, fixed_shape) -> np.ndarray:
+    """Inverse of :func:`to_theta`: registration matrix (moving → fixed pixels) from a 2×3 theta."""
+    t = np.vstack([np.asarray(theta, float).reshape(2, 3), [0.0, 0.0, 1.0]])
+    return invert(compose(pixel_to_normalized(fixed_shape), t, invert(pixel_to_normalized(moving_shape))))
+
+
+def warp_tensor(images: torch.Tensor, theta: torch.Tensor, output_hw) -> torch.Tensor:
+    """Batched bilinear warp of ``(N, C, H, W)`` images by ``(N, 2, 3)`` thetas onto ``output_hw``; zeros outside."""
+    n, c = images.shape[:2]
+    grid = F.affine_grid(theta.to(images.dtype), [theta.shape[0], c, int(output_hw[0]), int(output_hw[1])],
+                         align_corners=False)
+    if n == 1 and theta.shape[0] > 1:
+        images = images.expand(theta.shape[0], -1, -1, -1)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -1,0 +1,164 @@
+"""Tests of the affine registration network (napari_histoaffine.network)."""
+import json
+
+import pytest
+import torch
+
+from napari_histoaffine.errors import InputError
+from napari_histoaffine.network import (AffineNet, NetworkConfig, count_parameters, file_sha256, load_model,
+                                        read_model_metadata, save_model)
+
+IDENTITY = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
+
+
+def _pair(h, w, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(1, 1, h, w, generator=g), torch.rand(1, 1, h, w, generator=g)
+
+
+def _randomize_head(model, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        model.fc2.weight.copy_(0.1 * torch.randn(model.fc2.weight.shape, generator=g))
+
+
+def test_output_shape_and_identity_at_init():
+    torch.manual_seed(0)
+    model = AffineNet()
+    moving, fixed = _pair(300, 500)
+    theta = model(moving, fixed)
+    assert theta.shape == (1, 2, 3)
+    assert torch.equal(theta.detach(), IDENTITY)
+
+
+def test_default_model_is_small():
+    n = count_parameters(AffineNet())
+    assert 1_000_000 <= n <= 5_000_000
+
+
+@pytest.mark.parametrize("hw", [(300, 700), (448, 448), (700, 250), (225, 223), (100, 90)])
+def test_any_size_and_parameter_count_independent_of_size(hw):
+    model = AffineNet()
+    n_before = count_parameters(model)
+    _randomize_head(model)
+    with torch.inference_mode():
+        theta = model(*_pair(*hw))
+    assert theta.shape == (1, 2, 3)
+    assert torch.isfinite(theta).all()
+    assert count_parameters(model) == n_before  # nothing created in forward
+
+
+def test_parameter_count_same_for_three_aspect_ratios():
+    model = AffineNet()
+    counts = []
+    for hw in [(300, 700), (448, 448), (700, 250)]:
+        with torch.inference_mode():
+            model(*_pair(*hw))
+        counts.append(count_parameters(model))
+        counts.append(sum(1 for _ in model.parameters()))
+    assert len(set(counts[0::2])) == 1 and len(set(counts[1::2])) == 1
+
+
+def test_no_batchnorm():
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in AffineNet().modules())
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in AffineNet().modules())
+
+
+def test_padding_only_to_next_multiple():
+    model = AffineNet()
+    x, gy, gx = model._unfold(torch.ones(1, 1, 300, 700))
+    assert (gy, gx) == (2, 4) and x.shape == (8, 1, 224, 224)
+    x, gy, gx = model._unfold(torch.ones(1, 1, 224, 448))
+    assert (gy, gx) == (1, 2)
+    # patches are taken in row-major order, padding zeros at the bottom/right only
+    img = torch.arange(300 * 700, dtype=torch.float32).reshape(1, 1, 300, 700)
+    x, _, _ = model._unfold(img)
+    assert torch.equal(x[1, 0], img[0, 0, :224, 224:448])
+    assert torch.equal(x[4, 0, :76, :], img[0, 0, 224:300, :224])
+    assert (x[4, 0, 76:] == 0).all()
+
+
+def test_mismatched_shapes_rejected():
+    with pytest.raises(ValueError):
+        AffineNet()(torch.zeros(1, 1, 224, 224), torch.zeros(1, 1, 224, 230))
+
+
+def test_batch_of_pairs_matches_single():
+    model = AffineNet().eval()
+    _randomize_head(model)
+    a1, b1 = _pair(250, 300, seed=1)
+    a2, b2 = _pair(250, 300, seed=2)
+    with torch.inference_mode():
+        both = model(torch.cat([a1, a2]), torch.cat([b1, b2]))
+        t1, t2 = model(a1, b1), model(a2, b2)
+    assert torch.allclose(both, torch.cat([t1, t2]), atol=1e-5)
+
+
+def test_config_json_round_trip():
+    cfg = NetworkConfig(width=16, stage_multipliers=(1, 2, 4), groups=4)
+    again = NetworkConfig.from_json(json.dumps(json.loads(cfg.to_json())))
+    assert again == cfg
+
+
+def test_save_load_round_trip(tmp_path):
+    cfg = NetworkConfig(width=16, groups=4, combiner_channels=64, global_channels=64, head_hidden=32)
+    model = AffineNet(cfg).eval()
+    _randomize_head(model)
+    path = tmp_path / "sub" / "model.safetensors"
+    save_model(path, model, extra={"epochs": 3, "note": "test"})
+    assert path.is_file() and list(path.parent.iterdir()) == [path]  # no temp file left
+    loaded = load_model(path)
+    assert loaded.config == cfg
+    assert read_model_metadata(path)["extra"] == {"epochs": 3, "note": "test"}
+    moving, fixed = _pair(300, 400)
+    with torch.inference_mode():
+        assert torch.equal(model(moving, fixed), loaded(moving, fixed))
+    # matching checksum is accepted (any case)
+    load_model(path, expected_sha256=file_sha256(path).upper())
+
+
+def test_sha256_mismatch_raises(tmp_path):
+    path = tmp_path / "model.safetensors"
+    save_model(path, AffineNet(NetworkConfig(width=8, groups=4)))
+    with pytest.raises(InputError, match="model.safetensors"):
+        load_model(path, expected_sha256="0" * 64)
+
+
+def test_corrupt_or_missing_file_raises(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"this is not a safetensors file at all")
+    with pytest.raises(InputError, match="bad.safetensors"):
+        load_model(bad)
+    with pytest.raises(InputError, match="missing.safetensors"):
+        load_model(tmp_path / "missing.safetensors")
+    # truncated real file
+    good = tmp_path / "good.safetensors"
+    save_model(good, AffineNet(NetworkConfig(width=8, groups=4)))
+    trunc = tmp_path / "trunc.safetensors"
+    trunc.write_bytes(good.read_bytes()[:-100])
+    with pytest.raises(InputError, match="trunc.safetensors"):
+        load_model(trunc)
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    model = AffineNet(NetworkConfig(width=16, groups=4, combiner_channels=64, global_channels=64, head_hidden=32))
+    moving, fixed = _pair(300, 500)
+    target = torch.tensor([[[0.9, 0.1, 0.05], [-0.1, 1.1, -0.05]]])
+
+    def step():
+        opt.zero_grad()
+        loss = ((model(moving, fixed) - target) ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    step()
+    # at init the FC output layer is zero, so only the head receives gradients
+    assert model.fc2.weight.grad is not None and model.fc2.weight.grad.abs().sum() > 0
+    assert model.fc2.bias.grad.abs().sum() > 0
+    opt.step()
+    step()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert p.grad.abs().sum() > 0, f"no gradient for {name}"
