@@ -76,7 +76,7 @@ def tissue_mask(gray: np.ndarray, sigma: float = 2.0) -> np.ndarray:
     """Tissue vs background: threshold of the smoothed Laplacian magnitude, closed, filled and cleaned."""
     response = ndimage.gaussian_filter(np.abs(ndimage.gaussian_laplace(gray, sigma)), 2.0 * sigma)
     background_level = np.percentile(response, 5)
-    threshold = background_level + 0.15 * (np.percentile(response, 99) - background_level)
+    threshold = background_level + 0.05 * (np.percentile(response, 99) - background_level)
     mask = response > threshold
     radius = max(2, round(min(gray.shape) / 64))
     structure = np.ones((2 * radius + 1, 2 * radius + 1), bool)

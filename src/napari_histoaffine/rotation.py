@@ -14,12 +14,11 @@ import torch.nn.functional as F
 from . import transforms
 from .preprocess import PreparedImage
 from .results import Pose
-from .similarity import gradient_magnitude, ncc, smooth
+from .similarity import gradient_magnitude, smooth
 
 SEARCH_SIZE = 128
 
-def FEATURES(x):
-    return structure_features(x)
+
 
 
 def _to_tensor(array: np.ndarray) -> torch.Tensor:
@@ -35,9 +34,9 @@ def downsample(image: np.ndarray, long_side: int) -> tuple[torch.Tensor, np.ndar
 
 
 def structure_features(image: torch.Tensor) -> torch.Tensor:
-    """Multi-scale structure channels of ``(N, 1, H, W)`` images: fine and coarse intensity, edges."""
+    """Structure channels of ``(N, 1, H, W)`` images: lightly smoothed intensity and its edges."""
     edges = smooth(gradient_magnitude(smooth(image, 1.0)), 1.0)
-    channels = [smooth(image, 1.0), smooth(image, 3.0), edges]
+    channels = [smooth(image, 0.5), edges]
     return torch.cat([c / c.flatten(1).std(1).clamp_min(1e-6).view(-1, 1, 1, 1) for c in channels], dim=1)
 
 
@@ -69,8 +68,8 @@ class _Scorer:
         factor = search_size / longest
         m_small, self.m_to_small = downsample(moving.image, round(max(moving.image.shape) * factor))
         f_small, self.f_to_small = downsample(fixed.image, round(max(fixed.image.shape) * factor))
-        self.moving_features = FEATURES(m_small)
-        fixed_features = FEATURES(f_small)
+        self.moving_features = structure_features(m_small)
+        fixed_features = structure_features(f_small)
         self.m_shape = m_small.shape[-2:]
         self.f_shape = f_small.shape[-2:]
         h, w = self.f_shape

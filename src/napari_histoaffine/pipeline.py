@@ -1,0 +1,111 @@
+"""The registration pipeline (the paper's Algorithm 1 plus pose candidates and refinement).
+
+``register_steps`` is a generator that yields :class:`~napari_histoaffine.results.Progress` after
+each stage and returns the :class:`~napari_histoaffine.results.RegistrationResult`, so a GUI can
+run it in a worker, show progress and cancel between stages; ``register`` simply runs it.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import transforms
+from .models import resolve_model
+from .network import AffineNet
+from .preprocess import DEFAULT_WORKING_SIZE, PreparedImage, prepare_pair
+from .refine import refine_affine, structure_similarity
+from .results import Pose, Progress, RegistrationResult
+from .rotation import search_pose
+
+STAGES = ("preprocess", "pose search", "network", "refinement")
+
+
+def _network_starts(model: AffineNet, moving: PreparedImage, fixed: PreparedImage, poses: list[Pose]) -> list[np.ndarray]:
+    """Each pose followed by the network's affine correction (working moving → fixed matrices)."""
+    shape = fixed.image.shape
+    warped = np.stack([transforms.warp_image(moving.image, p.matrix, shape) for p in poses])
+    fixed_t = torch.from_numpy(fixed.image)[None, None].expand(len(poses), 1, *shape)
+    with torch.inference_mode():
+        thetas = model(torch.from_numpy(warped)[:, None], fixed_t).numpy()
+    return [transforms.compose(p.matrix, transforms.from_theta(t, shape, shape)) for p, t in zip(poses, thetas)]
+
+
+def _tissue_overlap(moving: PreparedImage, fixed: PreparedImage, matrix: np.ndarray) -> float:
+    """Dice overlap of the fixed tissue mask and the warped moving tissue mask."""
+    warped = transforms.warp_image(moving.mask.astype(np.float32), matrix, fixed.mask.shape, order=0) > 0.5
+    total = warped.sum() + fixed.mask.sum()
+    return float(2.0 * np.logical_and(warped, fixed.mask).sum() / total) if total else 0.0
+
+
+def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path | AffineNet | None = "default",
+                   refine: bool = True, search_mirror: bool = True, working_size: int = DEFAULT_WORKING_SIZE,
+                   top_k: int = 4, moving_full_shape=None, fixed_full_shape=None,
+                   ) -> Generator[Progress, None, RegistrationResult]:
+    """Register ``moving`` onto ``fixed``, yielding progress after each stage.
+
+    ``model`` is ``"default"`` (the shipped weights, when the package has them), a weights file,
+    a loaded network, or ``None`` (pose search and refinement only). When the arrays are reduced
+    levels of larger images, ``*_full_shape`` gives the full-resolution (rows, cols) the returned
+    matrix refers to.
+    """
+    network = resolve_model(model)
+    planned = ["preprocess", "pose search"] + (["network"] if network is not None else []) + (["refinement"] if refine else [])
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def finished(stage: str) -> Progress:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = now - clock
+        clock = now
+        return Progress(stage, len(timings) / len(planned), f"{stage} done in {timings[stage] * 1000:.0f} ms")
+
+    prepared_moving, prepared_fixed = prepare_pair(moving, fixed, working_size)
+    yield finished("preprocess")
+    poses = search_pose(prepared_moving, prepared_fixed, search_mirror=search_mirror, top_k=top_k)
+    yield finished("pose search")
+    starts = [p.matrix for p in poses]
+    if network is not None:
+        starts = _network_starts(network, prepared_moving, prepared_fixed, poses)
+        yield finished("network")
+    chosen = 0
+    matrix = starts[0]
+    if refine:
+        refined = refine_affine(prepared_moving, prepared_fixed, starts)
+        matrix, chosen = refined.matrix, refined.start_index
+        yield finished("refinement")
+
+    before, after = structure_similarity(prepared_moving, prepared_fixed, [transforms.identity(), matrix])
+    moving_to_full = transforms.resample_matrix(np.shape(moving), moving_full_shape or np.shape(moving))
+    fixed_to_full = transforms.resample_matrix(np.shape(fixed), fixed_full_shape or np.shape(fixed))
+    full = transforms.compose(transforms.invert(moving_to_full), transforms.invert(prepared_moving.to_input), matrix,
+                              prepared_fixed.to_input, fixed_to_full)
+    return RegistrationResult(
+        matrix=full,
+        moving_shape=tuple(int(v) for v in (moving_full_shape or np.shape(moving))[:2]),
+        fixed_shape=tuple(int(v) for v in (fixed_full_shape or np.shape(fixed))[:2]),
+        stages=planned, timings=timings, ncc_before=before, ncc_after=after,
+        rotation_deg=poses[chosen].angle_deg, flipped=poses[chosen].flipped, candidates=poses,
+        tissue_overlap=_tissue_overlap(prepared_moving, prepared_fixed, matrix))
+
+
+def run_steps(steps: Generator[Progress, None, RegistrationResult],
+              on_progress: Callable[[Progress], None] | None = None) -> RegistrationResult:
+    """Drive a step generator to its end, reporting each progress item; returns its result."""
+    while True:
+        try:
+            item = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        if on_progress is not None:
+            on_progress(item)
+
+
+def register(moving: np.ndarray, fixed: np.ndarray, *, on_progress: Callable[[Progress], None] | None = None,
+             **options) -> RegistrationResult:
+    """Register ``moving`` onto ``fixed``; see :func:`register_steps` for the options."""
+    return run_steps(register_steps(moving, fixed, **options), on_progress)
