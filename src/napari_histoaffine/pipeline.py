@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from . import transforms
+from .errors import InputError
 from .models import resolve_model
 from .network import AffineNet
 from .preprocess import DEFAULT_WORKING_SIZE, PreparedImage, prepare_pair
@@ -43,12 +44,14 @@ def _tissue_overlap(moving: PreparedImage, fixed: PreparedImage, matrix: np.ndar
 
 def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path | AffineNet | None = "default",
                    refine: bool = True, search_mirror: bool = True, working_size: int = DEFAULT_WORKING_SIZE,
-                   top_k: int = 4, moving_full_shape=None, fixed_full_shape=None,
+                   top_k: int = 4, candidate: int | None = None, moving_full_shape=None, fixed_full_shape=None,
                    ) -> Generator[Progress, None, RegistrationResult]:
     """Register ``moving`` onto ``fixed``, yielding progress after each stage.
 
     ``model`` is ``"default"`` (the shipped weights, when the package has them), a weights file,
-    a loaded network, or ``None`` (pose search and refinement only). When the arrays are reduced
+    a loaded network, or ``None`` (pose search and refinement only). ``candidate`` forces the
+    later stages to start from that pose of the search's ranked candidates (to try a runner-up
+    the automatic choice passed over). When the arrays are reduced
     levels of larger images, ``*_full_shape`` gives the full-resolution (rows, cols) the returned
     matrix refers to.
     """
@@ -68,9 +71,12 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
     yield finished("preprocess")
     poses = search_pose(prepared_moving, prepared_fixed, search_mirror=search_mirror, top_k=top_k)
     yield finished("pose search")
-    starts = [p.matrix for p in poses]
+    if candidate is not None and not 0 <= candidate < len(poses):
+        raise InputError(f"pose candidate {candidate} does not exist: the search found {len(poses)}")
+    starts_from = poses if candidate is None else [poses[candidate]]
+    starts = [p.matrix for p in starts_from]
     if network is not None:
-        starts = _network_starts(network, prepared_moving, prepared_fixed, poses)
+        starts = _network_starts(network, prepared_moving, prepared_fixed, starts_from)
         yield finished("network")
     chosen = 0
     matrix = starts[0]
@@ -89,7 +95,7 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
         moving_shape=tuple(int(v) for v in (moving_full_shape or np.shape(moving))[:2]),
         fixed_shape=tuple(int(v) for v in (fixed_full_shape or np.shape(fixed))[:2]),
         stages=planned, timings=timings, ncc_before=before, ncc_after=after,
-        rotation_deg=poses[chosen].angle_deg, flipped=poses[chosen].flipped, candidates=poses,
+        rotation_deg=starts_from[chosen].angle_deg, flipped=starts_from[chosen].flipped, candidates=poses,
         tissue_overlap=_tissue_overlap(prepared_moving, prepared_fixed, matrix))
 
 

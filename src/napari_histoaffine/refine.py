@@ -16,7 +16,7 @@ from .preprocess import PreparedImage
 from .rotation import downsample, structure_features
 from .similarity import ncc
 
-DEFAULT_SCALES = ((128, 60, 0.01), (256, 40, 0.003))
+DEFAULT_SCALES = ((96, 40, 0.015), (192, 30, 0.004))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from .preprocess import PreparedImage
 from .results import Pose
 from .similarity import gradient_magnitude, smooth
 
-SEARCH_SIZE = 128
+SEARCH_SIZE = 96
 
 
 
@@ -73,14 +73,14 @@ class _Scorer:
         self.m_shape = m_small.shape[-2:]
         self.f_shape = f_small.shape[-2:]
         h, w = self.f_shape
-        self.pad_shape = (2 * h, 2 * w)
+        self.pad_shape = (h + int(np.ceil(max_shift * h)) + 1, w + int(np.ceil(max_shift * w)) + 1)
         fixed_features = fixed_features - fixed_features.mean((2, 3), keepdim=True)
         self.fixed_norm = fixed_features.flatten(1).norm()
         self.fixed_spectrum = torch.fft.rfft2(fixed_features, s=self.pad_shape)
-        dy = torch.arange(2 * h)
-        dx = torch.arange(2 * w)
-        dy = torch.where(dy >= h, dy - 2 * h, dy)
-        dx = torch.where(dx >= w, dx - 2 * w, dx)
+        dy = torch.arange(self.pad_shape[0])
+        dx = torch.arange(self.pad_shape[1])
+        dy = torch.where(dy > self.pad_shape[0] // 2, dy - self.pad_shape[0], dy)
+        dx = torch.where(dx > self.pad_shape[1] // 2, dx - self.pad_shape[1], dx)
         self.shift_y, self.shift_x = torch.meshgrid(dy, dx, indexing="ij")
         self.allowed = (self.shift_y.abs() <= max_shift * h) & (self.shift_x.abs() <= max_shift * w)
         self.factor = self.f_to_small[0, 0]
@@ -95,8 +95,8 @@ class _Scorer:
             warped = transforms.warp_tensor(self.moving_features, theta, self.f_shape)
             warped = warped - warped.mean((2, 3), keepdim=True)
             norms = warped.flatten(1).norm(dim=1) * self.fixed_norm
-            corr = torch.fft.irfft2(self.fixed_spectrum * torch.fft.rfft2(warped, s=self.pad_shape).conj(),
-                                    s=self.pad_shape).sum(1)
+            cross = (self.fixed_spectrum * torch.fft.rfft2(warped, s=self.pad_shape).conj()).sum(1)
+            corr = torch.fft.irfft2(cross, s=self.pad_shape)
             corr = torch.where(self.allowed, corr, torch.full_like(corr, -torch.inf)).flatten(1)
             best, index = corr.max(1)
             scores.append(best / norms.clamp_min(1e-12))
@@ -117,7 +117,7 @@ def _distinct(poses: list[Pose], k: int, min_separation_deg: float) -> list[Pose
 
 @torch.inference_mode()
 def search_pose(moving: PreparedImage, fixed: PreparedImage, *, search_mirror: bool = True, coarse_step: float = 6.0,
-                fine_step: float = 1.0, top_k: int = 4, search_size: int = SEARCH_SIZE) -> list[Pose]:
+                fine_step: float = 2.0, top_k: int = 4, search_size: int = SEARCH_SIZE) -> list[Pose]:
     """Best rigid-plus-scale starting poses, best first, as working-resolution moving → fixed matrices.
 
     The scale is the square root of the tissue area ratio; the translation aligns the tissue

@@ -1,0 +1,136 @@
+"""The ``histoaffine`` command line: one function adds each subcommand to the parser.
+
+Errors meant for users (:class:`HistoAffineError`, missing or unwritable files) end the program with
+one line ``histoaffine: error: <message>`` on stderr and exit code 2. Progress goes to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, evaluation, io, metrics, transforms
+from .errors import HistoAffineError
+from .preprocess import DEFAULT_WORKING_SIZE
+from .results import Progress
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _registration_options() -> argparse.ArgumentParser:
+    """Options shared by every subcommand that registers."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("registration")
+    group.add_argument("--model", default="default", metavar="default|none|PATH",
+                       help="network weights: the shipped default, none (pose search and refinement only) or a file")
+    group.add_argument("--no-refine", action="store_true", help="skip the intensity refinement")
+    group.add_argument("--no-mirror", action="store_true", help="do not try mirrored poses")
+    group.add_argument("--working-size", type=_positive_int, default=DEFAULT_WORKING_SIZE, metavar="N",
+                       help=f"long side of the working images in pixels (default {DEFAULT_WORKING_SIZE})")
+    return parent
+
+
+def _register_options(args: argparse.Namespace) -> dict:
+    """Keyword arguments of :func:`pipeline.register` from the parsed options."""
+    return {"model": None if args.model.lower() == "none" else args.model, "refine": not args.no_refine,
+            "search_mirror": not args.no_mirror, "working_size": args.working_size}
+
+
+def _report(progress: Progress) -> None:
+    print(f"[{progress.fraction:4.0%}] {progress.message}", file=sys.stderr, flush=True)
+
+
+def _to_uint8(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Warped float pixels back to 8 bits (integer inputs scaled from their range, floats from [0, 1])."""
+    top = np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1.0
+    return np.clip(np.round(image * (255.0 / top)), 0, 255).astype(np.uint8)
+
+
+def _run_register(args: argparse.Namespace) -> int:
+    if args.fixed_landmarks and not args.moving_landmarks:
+        raise HistoAffineError("--fixed-landmarks needs --moving-landmarks")
+    source = io.read_landmarks(args.moving_landmarks) if args.moving_landmarks else None
+    target = io.read_landmarks(args.fixed_landmarks) if args.fixed_landmarks else None
+    moving, fixed = evaluation.read_pair(args.moving, args.fixed, args.working_size)
+    diagonal = metrics.image_diagonal(fixed.full_shape)
+    if target is not None:
+        metrics.landmark_stats(source, target, diagonal)  # different lengths fail before the registration
+    result = evaluation.register_levels(moving, fixed, on_progress=_report, **_register_options(args))
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"moving_image": args.moving, "fixed_image": args.fixed,
+             "moving_landmarks": args.moving_landmarks, "fixed_landmarks": args.fixed_landmarks}
+    io.write_json(out / "transform.json", {**result.to_dict(), **{k: v and str(Path(v).resolve()) for k, v in paths.items()}})
+    full = moving if moving.level == 0 else io.read_image(args.moving)
+    warped = transforms.warp_image(full.data, result.matrix, result.fixed_shape)
+    io.write_image(out / "warped.png", _to_uint8(warped, full.data.dtype))
+
+    flip = ", mirrored" if result.flipped else ""
+    stages = ", ".join(f"{s} {t * 1000:.0f} ms" for s, t in result.timings.items())
+    line = f"registered in {result.seconds:.2f} s ({stages}); rotation {result.rotation_deg:.1f} deg{flip}"
+    if source is not None:
+        moved = transforms.apply_to_points(result.matrix, source)
+        io.write_landmarks(out / "warped_landmarks.csv", moved)
+        if target is not None:
+            stats = metrics.landmark_stats(moved, target, diagonal, initial_xy=source)
+            line += f"; rTRE median {stats.rtre_median:.4f} mean {stats.rtre_mean:.4f} max {stats.rtre_max:.4f}"
+    print(line)
+    return 0
+
+
+def _add_register(subparsers) -> None:
+    p = subparsers.add_parser("register", parents=[_registration_options()],
+                              help="register one moving image onto a fixed image",
+                              description="Register MOVING onto FIXED; writes transform.json, warped.png and, "
+                                          "with landmarks, warped_landmarks.csv to --out.")
+    p.add_argument("moving", metavar="MOVING")
+    p.add_argument("fixed", metavar="FIXED")
+    p.add_argument("--moving-landmarks", metavar="CSV", help="ANHIR landmarks of MOVING (mapped into FIXED)")
+    p.add_argument("--fixed-landmarks", metavar="CSV", help="ANHIR landmarks of FIXED (to report rTRE)")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(func=_run_register)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    results = evaluation.evaluate_table(args.pairs, args.out, **_register_options(args))
+    print(evaluation.format_summary(evaluation.summarize(results)), end="")
+    return 0
+
+
+def _add_evaluate(subparsers) -> None:
+    p = subparsers.add_parser("evaluate", parents=[_registration_options()],
+                              help="register every pair of an ANHIR/BIRL table and score it with landmarks",
+                              description="Writes <Case>.csv, times.csv, results.csv, summary.md and "
+                                          "rtre_histogram.png to --out.")
+    p.add_argument("pairs", metavar="PAIRS.csv")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(func=_run_evaluate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``histoaffine`` parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="histoaffine", description="Affine registration of histology sections.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_register, _add_evaluate):
+        add(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``histoaffine`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (HistoAffineError, OSError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"histoaffine: error: {message}", file=sys.stderr)
+        return 2

@@ -1,0 +1,150 @@
+"""Landmark evaluation of registrations over ANHIR/BIRL pair tables (no napari here).
+
+Outputs follow the layout that ``shared/bench/score.py`` scores: one ``<Case>.csv`` per pair with the
+moving (source) landmarks mapped into fixed (target) pixels, and ``times.csv`` (``Case,seconds``).
+Aggregates use the scorer's definitions; a pair that failed is scored with the identity, as there.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from . import io, metrics, transforms
+from .errors import HistoAffineError, InputError
+from .pipeline import register
+from .preprocess import DEFAULT_WORKING_SIZE
+from .results import RegistrationResult
+
+_ROW = ("rtre_median", "rtre_mean", "rtre_max", "success", "robustness", "initial_rtre_median",
+        "initial_rtre_mean", "initial_rtre_max", "diagonal", "seconds", "rotation_deg", "flipped",
+        "ncc_before", "ncc_after")
+
+
+def read_pair(moving_path, fixed_path, working_size: int = DEFAULT_WORKING_SIZE) -> tuple[io.ImageLevel, io.ImageLevel]:
+    """Both images, from pyramids only the smallest level that covers ``working_size``."""
+    return io.read_image(moving_path, max_long_side=working_size), io.read_image(fixed_path, max_long_side=working_size)
+
+
+def register_levels(moving: io.ImageLevel, fixed: io.ImageLevel, **options) -> RegistrationResult:
+    """Register two read levels; the matrix refers to the full-resolution images."""
+    return register(moving.data, fixed.data, moving_full_shape=moving.full_shape,
+                    fixed_full_shape=fixed.full_shape, **options)
+
+
+def register_files(moving_path, fixed_path, **options) -> RegistrationResult:
+    """Read and register two image files; ``options`` are those of :func:`pipeline.register`."""
+    levels = read_pair(moving_path, fixed_path, options.get("working_size", DEFAULT_WORKING_SIZE))
+    return register_levels(*levels, **options)
+
+
+def _prefixed(prefix: str, stats: metrics.LandmarkStats) -> dict:
+    return {f"{prefix}rtre_{k}": getattr(stats, f"rtre_{k}") for k in ("median", "mean", "max")}
+
+
+def evaluate_pair(pair: io.Pair, out_dir, **register_options) -> dict:
+    """Register one pair, write ``out_dir/<Case>.csv`` and return its row of results.
+
+    Never raises for per-pair problems: the row's ``error`` holds the message and no ``<Case>.csv``
+    is left behind (a stale one is removed first).
+    """
+    row = {"Case": pair.case, **dict.fromkeys(_ROW, float("nan")), "success": False}
+    result_csv = Path(out_dir) / f"{pair.case}.csv"
+    error = ""
+    try:
+        result_csv.unlink(missing_ok=True)
+        if not (pair.moving_landmarks and pair.fixed_landmarks):
+            raise InputError(f"case {pair.case} has no source or target landmarks")
+        source, target = io.read_landmarks(pair.moving_landmarks), io.read_landmarks(pair.fixed_landmarks)
+        moving, fixed = read_pair(pair.moving_image, pair.fixed_image,
+                                  register_options.get("working_size", DEFAULT_WORKING_SIZE))
+        diagonal = metrics.image_diagonal(fixed.full_shape)
+        row.update(_prefixed("initial_", metrics.landmark_stats(source, target, diagonal)), diagonal=diagonal)
+        result = register_levels(moving, fixed, **register_options)
+        warped = transforms.apply_to_points(result.matrix, source)
+        io.write_landmarks(result_csv, warped)
+        stats = metrics.landmark_stats(warped, target, diagonal, initial_xy=source)
+        row.update(stats.as_dict(), seconds=result.seconds, rotation_deg=result.rotation_deg, flipped=result.flipped,
+                   ncc_before=result.ncc_before, ncc_after=result.ncc_after,
+                   **{f"seconds_{stage.replace(' ', '_')}": t for stage, t in result.timings.items()})
+    except HistoAffineError as exc:
+        error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - one bad pair must not stop a table
+        error = f"{type(exc).__name__}: {exc}"
+    return {**row, "error": error}
+
+
+def summarize(results: pd.DataFrame) -> dict:
+    """Aggregates as in score.py: failed pairs count with their identity (initial) rTRE."""
+    median = results["rtre_median"].fillna(results["initial_rtre_median"])
+    largest = results["rtre_max"].fillna(results["initial_rtre_max"])
+    return {"n": len(results), "errors": int((results["error"] != "").sum()),
+            "success_pct": 100.0 * results["success"].astype(bool).mean(),
+            "MMrTRE": median.median(), "AMrTRE": median.mean(), "mean_max_rTRE": largest.mean(),
+            "median_s": results["seconds"].median()}
+
+
+def format_summary(summary: dict) -> str:
+    """Markdown table of :func:`summarize`'s numbers."""
+    rows = [("pairs", f"{summary['n']}"), ("errors", f"{summary['errors']}"),
+            ("success [%] (median rTRE ≤ 0.02)", f"{summary['success_pct']:.1f}"),
+            ("MMrTRE", f"{summary['MMrTRE']:.4f}"), ("AMrTRE", f"{summary['AMrTRE']:.4f}"),
+            ("mean max rTRE", f"{summary['mean_max_rTRE']:.4f}"), ("median seconds", f"{summary['median_s']:.3f}")]
+    return "\n".join(["| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]) + "\n"
+
+
+def _landmark_rtre(pairs: list[io.Pair], results: pd.DataFrame, out_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Every landmark's rTRE before and after registration (identity where a pair failed)."""
+    before, after = [], []
+    for pair, diagonal in zip(pairs, results["diagonal"]):
+        if np.isnan(diagonal):
+            continue
+        source, target = io.read_landmarks(pair.moving_landmarks), io.read_landmarks(pair.fixed_landmarks)
+        result_csv = out_dir / f"{pair.case}.csv"
+        warped = io.read_landmarks(result_csv) if result_csv.is_file() else source
+        before.append(metrics.tre(source, target) / diagonal)
+        after.append(metrics.tre(warped, target) / diagonal)
+    return np.concatenate(before or [[]]), np.concatenate(after or [[]])
+
+
+def plot_rtre_histogram(before: np.ndarray, after: np.ndarray, path) -> None:
+    """Cumulative histogram of landmark rTRE, initial vs registered, log x-axis (Agg, no pyplot)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 3.5), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for values, label in ((before, "initial"), (after, "registered")):
+        x = np.sort(np.maximum(values, 1e-5))
+        ax.step(x, np.arange(1, len(x) + 1) / max(len(x), 1), where="post", label=label)
+    ax.axvline(metrics.SUCCESS_RTRE, color="grey", linestyle=":", label=f"rTRE = {metrics.SUCCESS_RTRE}")
+    ax.set(xscale="log", xlabel="rTRE", ylabel="fraction of landmarks", ylim=(0, 1))
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    with io.atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png")
+
+
+def evaluate_table(pairs_csv, out_dir, *, progress: bool = True, **register_options) -> pd.DataFrame:
+    """Evaluate every pair of an ANHIR/BIRL table; writes per-case CSVs, times, results, summary and plot."""
+    pairs = io.read_pairs_table(pairs_csv)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [evaluate_pair(pair, out, **register_options)
+            for pair in tqdm(pairs, desc="evaluate", unit="pair", disable=not progress)]
+    results = pd.DataFrame(rows)
+    results = results[[c for c in results.columns if c != "error"] + ["error"]]
+    with io.atomic_write(out / "times.csv") as f:
+        results[["Case", "seconds"]].to_csv(f, index=False)
+    with io.atomic_write(out / "results.csv") as f:
+        results.to_csv(f, index=False)
+    failed = results.loc[results["error"] != "", ["Case", "error"]]
+    with io.atomic_write(out / "summary.md") as f:
+        f.write(f"# Evaluation of {Path(pairs_csv).resolve()}\n\n{format_summary(summarize(results))}")
+        f.writelines(["\n## Errors\n\n"] + [f"- {c}: {e}\n" for c, e in failed.itertuples(index=False)]
+                     if len(failed) else [])
+    plot_rtre_histogram(*_landmark_rtre(pairs, results, out), out / "rtre_histogram.png")
+    return results

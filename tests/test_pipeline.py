@@ -1,0 +1,81 @@
+"""The engine end to end on scikit-image's ihc.png warped by known affines."""
+import numpy as np
+import pytest
+from skimage import data, transform
+
+from napari_histoaffine import transforms
+from napari_histoaffine.errors import InputError
+from napari_histoaffine.metrics import image_diagonal, landmark_stats
+from napari_histoaffine.pipeline import register
+
+
+@pytest.fixture(scope="module")
+def ihc():
+    return (transform.rescale(data.immunohistochemistry(), 0.6, channel_axis=-1, anti_aliasing=True) * 255).astype(np.uint8)
+
+
+def tissue_grid(shape, n=6):
+    rows, cols = np.meshgrid(np.linspace(0.2, 0.8, n) * shape[0], np.linspace(0.2, 0.8, n) * shape[1], indexing="ij")
+    return np.c_[cols.ravel(), rows.ravel()]
+
+
+def known_pair(fixed, angle, scale, flip=False, shear=0.0):
+    """Moving image made from ``fixed`` and the true moving → fixed matrix."""
+    h, w = fixed.shape[:2]
+    centre = (w / 2, h / 2)
+    out_shape = (round(h * 1.15), round(w * 1.15))
+    fixed_to_moving = transforms.compose(
+        transforms.mirror_x(w / 2) if flip else transforms.identity(),
+        transforms.rotation(angle, centre), transforms.scaling(scale),
+        np.array([[1, shear, 0], [0, 1, 0], [0, 0, 1.0]]),
+        transforms.translation(out_shape[1] / 2 - scale * w / 2, out_shape[0] / 2 - scale * h / 2))
+    moving = transforms.warp_image(fixed, fixed_to_moving, out_shape, cval=float(np.median(fixed[0, 0])))
+    return moving.astype(np.uint8), transforms.invert(fixed_to_moving)
+
+
+@pytest.mark.parametrize("angle,scale,flip,shear", [(37.0, 0.9, False, 0.08), (200.0, 1.15, True, 0.0)])
+def test_recovers_known_affine_within_one_percent_of_the_diagonal(ihc, angle, scale, flip, shear):
+    moving, truth = known_pair(ihc, angle, scale, flip, shear)
+    result = register(moving, ihc, model=None)
+    fixed_points = tissue_grid(ihc.shape)
+    moving_points = transforms.apply_to_points(transforms.invert(truth), fixed_points)
+    stats = landmark_stats(transforms.apply_to_points(result.matrix, moving_points), fixed_points, image_diagonal(ihc.shape))
+    assert stats.rtre_max < 0.01
+    assert result.flipped is flip
+    assert result.ncc_after > result.ncc_before
+    assert result.stages == ["preprocess", "pose search", "refinement"]
+    assert set(result.timings) == set(result.stages)
+
+
+def test_candidates_are_ranked_and_a_chosen_candidate_is_used(ihc):
+    moving, _ = known_pair(ihc, 120.0, 1.0)
+    result = register(moving, ihc, model=None, refine=False)
+    scores = [p.score for p in result.candidates]
+    assert scores == sorted(scores, reverse=True) and len(scores) > 1
+    runner_up = register(moving, ihc, model=None, refine=False, candidate=1)
+    assert (runner_up.rotation_deg, runner_up.flipped) == (result.candidates[1].angle_deg, result.candidates[1].flipped)
+    with pytest.raises(InputError, match="candidate"):
+        register(moving, ihc, model=None, refine=False, candidate=99)
+
+
+def test_matrix_refers_to_full_resolution_when_given_a_reduced_level(ihc):
+    moving, truth = known_pair(ihc, 15.0, 1.0)
+    half = lambda img: (transform.rescale(img, 0.5, channel_axis=-1, anti_aliasing=True) * 255).astype(np.uint8)
+    result = register(half(moving), half(ihc), model=None, moving_full_shape=moving.shape[:2], fixed_full_shape=ihc.shape[:2])
+    assert result.moving_shape == moving.shape[:2] and result.fixed_shape == ihc.shape[:2]
+    fixed_points = tissue_grid(ihc.shape)
+    moving_points = transforms.apply_to_points(transforms.invert(truth), fixed_points)
+    error = np.linalg.norm(transforms.apply_to_points(result.matrix, moving_points) - fixed_points, axis=1)
+    assert np.median(error) / image_diagonal(ihc.shape) < 0.01
+
+
+def test_grayscale_and_float_inputs_register(ihc):
+    moving, _ = known_pair(ihc, 30.0, 1.0)
+    gray_fixed = ihc.mean(axis=2).astype(np.float32) / 255.0
+    result = register(moving[..., 0].astype(np.uint16) * 200, gray_fixed, model=None, refine=False)
+    assert np.isfinite(result.matrix).all()
+
+
+def test_empty_image_is_rejected_with_a_clear_error(ihc):
+    with pytest.raises(InputError, match="empty"):
+        register(np.zeros((0, 10, 3), np.uint8), ihc, model=None)

@@ -1,0 +1,79 @@
+"""Round trips of the one transform convention: points vs warped images vs inverses vs torch thetas."""
+import numpy as np
+import pytest
+import torch
+
+from napari_histoaffine import transforms
+from napari_histoaffine.similarity import ncc, ncc_numpy
+
+A = transforms.compose(transforms.rotation(23.0, (40.0, 30.0)), transforms.scaling(1.1, 0.93),
+                       transforms.translation(7.5, -4.25))
+
+
+def blob_image(shape, centre_xy, sigma=3.0):
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    return np.exp(-((cols - centre_xy[0]) ** 2 + (rows - centre_xy[1]) ** 2) / (2 * sigma**2)).astype(np.float32)
+
+
+def peak_xy(image):
+    row, col = np.unravel_index(np.argmax(image), image.shape)
+    return np.array([col, row], float)
+
+
+def test_points_and_warped_image_agree():
+    point = np.array([[33.0, 25.0]])
+    moving = blob_image((64, 80), point[0])
+    warped = transforms.warp_image(moving, A, (90, 100))
+    np.testing.assert_allclose(peak_xy(warped), transforms.apply_to_points(A, point)[0], atol=1.0)
+
+
+def test_inverse_round_trip_of_points():
+    pts = np.random.default_rng(0).uniform(0, 100, (20, 2))
+    back = transforms.apply_to_points(transforms.invert(A), transforms.apply_to_points(A, pts))
+    np.testing.assert_allclose(back, pts, atol=1e-9)
+
+
+def test_compose_order_is_left_to_right():
+    shift, scale = transforms.translation(5, 0), transforms.scaling(2)
+    np.testing.assert_allclose(transforms.apply_to_points(transforms.compose(shift, scale), [[1, 1]]), [[12, 2]])
+
+
+def test_rotation_turns_counter_clockwise_on_screen():
+    right_of_centre = transforms.apply_to_points(transforms.rotation(90.0, (10, 10)), [[20, 10]])
+    np.testing.assert_allclose(right_of_centre, [[10, 0]], atol=1e-9)  # now above the centre (smaller row)
+
+
+def test_theta_round_trip_and_torch_warp_matches_numpy_warp():
+    moving = blob_image((64, 80), (30.0, 20.0))
+    theta = transforms.to_theta(A, moving.shape, (90, 100))
+    np.testing.assert_allclose(transforms.from_theta(theta, moving.shape, (90, 100)), A, atol=1e-9)
+    warped_t = transforms.warp_tensor(torch.from_numpy(moving)[None, None], torch.tensor(theta[None], dtype=torch.float32),
+                                      (90, 100))[0, 0].numpy()
+    np.testing.assert_allclose(warped_t, transforms.warp_image(moving, A, (90, 100)), atol=2e-3)
+
+
+def test_resample_matrix_maps_pixel_centres():
+    m = transforms.resample_matrix((100, 200), (50, 100))
+    np.testing.assert_allclose(transforms.apply_to_points(m, [[-0.5, -0.5], [199.5, 99.5]]), [[-0.5, -0.5], [99.5, 49.5]])
+
+
+def test_xy_to_rowcol_swaps_axes_and_is_self_inverse():
+    rc = transforms.xy_to_rowcol(A)
+    point_xy = np.array([3.0, 8.0])
+    mapped_rc = rc @ np.array([point_xy[1], point_xy[0], 1.0])
+    np.testing.assert_allclose(mapped_rc[[1, 0]], transforms.apply_to_points(A, point_xy)[0])
+    np.testing.assert_allclose(transforms.xy_to_rowcol(rc), A)
+
+
+def test_warp_keeps_channels():
+    rgb = np.random.default_rng(1).random((20, 30, 3)).astype(np.float32)
+    assert transforms.warp_image(rgb, transforms.identity(), (20, 30)).shape == (20, 30, 3)
+    np.testing.assert_allclose(transforms.warp_image(rgb, transforms.identity(), (20, 30)), rgb, atol=1e-6)
+
+
+def test_ncc_of_image_with_itself_is_one_and_with_its_negative_minus_one():
+    img = np.random.default_rng(2).random((32, 32))
+    assert ncc_numpy(img, img) == pytest.approx(1.0, abs=1e-5)
+    assert ncc_numpy(img, -img) == pytest.approx(-1.0, abs=1e-5)
+    t = torch.from_numpy(img).float()[None, None]
+    assert float(ncc(t, 3 * t + 2)) == pytest.approx(1.0, abs=1e-5)
