@@ -20,6 +20,8 @@ def main() -> None:
         QApplication.processEvents()
     viewer.layers["moving landmarks"].visible = False  # still in the moving section's own space
     viewer.reset_view()
+    for _ in range(5):  # let the dock's layout settle
+        QApplication.processEvents()
     OUT.parent.mkdir(exist_ok=True)
     viewer.screenshot(str(OUT), canvas_only=False)
     print(f"saved {OUT}: {widget.table.summary.text()}")

@@ -1,0 +1,85 @@
+"""npe2 hooks: sample data, ANHIR landmark reader/writer, pyramidal TIFF reader (napari LayerData tuples).
+
+ANHIR files store ``(x, y)`` = (column, row); napari points are ``(row, col)``: every crossing swaps.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import io
+from .errors import InputError
+from .layer_transforms import rowcol_to_xy
+
+LANDMARK_STYLE = {"size": 12, "border_width": 0.15, "symbol": "disc"}
+_TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".ndpi", ".btf")
+
+
+def landmark_layer(points_xy, name: str, color: str, **kwargs) -> tuple:
+    """A Points LayerData tuple from ``(x, y)`` landmarks, numbered by their index."""
+    pts = rowcol_to_xy(points_xy)
+    text = {"string": "{index}", "color": color, "anchor": "upper_left", "size": 9}
+    features = {"index": np.arange(len(pts))}
+    return pts, {"name": name, "face_color": color, "border_color": "white", "features": features,
+                 "text": text, **LANDMARK_STYLE, **kwargs}, "points"
+
+
+def make_sample() -> list[tuple]:
+    """Sample data "histology pair": fixed and moving sections with matching landmark layers."""
+    from .sample import make_pair
+
+    pair = make_pair()
+    return [
+        (pair.fixed, {"name": "fixed (IHC)", "rgb": True}, "image"),
+        (pair.moving, {"name": "moving (restained)", "rgb": True}, "image"),
+        landmark_layer(pair.fixed_landmarks, "fixed landmarks", "cyan"),
+        landmark_layer(pair.moving_landmarks, "moving landmarks", "orange"),
+    ]
+
+
+def _looks_like_landmarks(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            header = [h.strip().lower() for h in f.readline().split(",")]
+    except OSError:
+        return False
+    return "x" in header and "y" in header
+
+
+def get_landmark_reader(path):
+    """Reader for ANHIR landmark CSVs (header ``,X,Y``), or None for other files."""
+    if isinstance(path, list) or not str(path).lower().endswith(".csv") or not _looks_like_landmarks(Path(path)):
+        return None
+    return read_landmark_layers
+
+
+def read_landmark_layers(path) -> list[tuple]:
+    """One Points layer per landmark CSV, named after the file."""
+    paths = path if isinstance(path, list) else [path]
+    return [landmark_layer(io.read_landmarks(p), Path(p).stem, "yellow") for p in paths]
+
+
+def get_pyramid_reader(path):
+    """Reader for (pyramidal) TIFF / OME-TIFF / SVS files, or None for other files."""
+    if isinstance(path, list) or not str(path).lower().endswith(_TIFF_SUFFIXES):
+        return None
+    return read_pyramid_layer
+
+
+def read_pyramid_layer(path) -> list[tuple]:
+    """A lazy image layer: multiscale when the file holds a pyramid, RGB when its last axis has 3 or 4 samples."""
+    levels = io.open_pyramid(path)
+    name = Path(path).name.split(".")[0]
+    rgb = levels[0].ndim == 3 and levels[0].shape[-1] in (3, 4)
+    data = levels if len(levels) > 1 else levels[0]
+    return [(data, {"name": name, "multiscale": len(levels) > 1, "rgb": rgb}, "image")]
+
+
+def write_landmarks_csv(path: str, data, meta: dict) -> list[str]:
+    """Writer: a 2-D Points layer → ANHIR landmark CSV (``,X,Y`` in data pixels)."""
+    pts = np.asarray(data, float)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise InputError(f"only 2-D points can be written as ANHIR landmarks, got shape {pts.shape}")
+    io.write_landmarks(path, rowcol_to_xy(pts))
+    return [path]

@@ -1,0 +1,472 @@
+"""The Register widget: pick two image layers, register in a worker, inspect, correct, export.
+
+The user's layers are never modified in place: registering only sets the moving layer's
+``affine`` (and its opacity for the overlay); Reset puts back exactly what it had. Mapped
+landmarks go into a new Points layer.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from napari.layers import Image, Points
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                            QLineEdit, QListWidget, QProgressBar, QPushButton, QVBoxLayout, QWidget)
+
+from .. import io, transforms
+from ..errors import HistoAffineError, InputError
+from ..layer_transforms import (choose_level, data_to_world_matrix, elastix_affine_text, fit_affine, itk_tfm_text,
+                                layer_matrices, moving_layer_affine, points_between, rowcol_to_xy)
+from ..metrics import image_diagonal, tre
+from ..models import default_weights_path
+from ..pipeline import register_steps
+from ..preprocess import DEFAULT_WORKING_SIZE
+from .landmark_table import LandmarkTable
+
+NONE = "(none)"
+BUNDLED, WEIGHTS_FILE = "bundled default", "weights file…"
+MIN_NCC, MIN_OVERLAP = 0.5, 0.8  # below either, the result is flagged as a likely failure
+OVERLAY_OPACITY = 0.5
+
+
+@thread_worker
+def _register_worker(moving, fixed, options):
+    """Generator worker: yields the pipeline's Progress items, returns its RegistrationResult."""
+    return (yield from register_steps(moving, fixed, **options))
+
+
+def _image_array(layer: Image, working_size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Pixels of the level to register on (the smallest level ≥ working size) and the level-0 (rows, cols)."""
+    levels = list(layer.data) if layer.multiscale else [layer.data]
+    level = choose_level([lv.shape for lv in levels], working_size)
+    array = np.asarray(levels[level])
+    if array.size == 0 or min(array.shape[:2]) < 2 or not np.ptp(array) > 0:
+        raise InputError(f"Image layer '{layer.name}' is empty (no pixels or a single value everywhere)")
+    return array, tuple(int(v) for v in levels[0].shape[:2])
+
+
+def _same(a, b) -> bool:
+    """Identity of layers (plugins see napari's proxies, so ``is`` does not work)."""
+    return a is not None and b is not None and a.unique_id == b.unique_id
+
+
+class RegisterWidget(QWidget):
+    """Dock widget registering a moving image layer onto a fixed one."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker = None
+        self.result = None
+        self._inputs = None  # arrays and options of the last registration, for "try this pose"
+        self._layers = None  # (fixed image, moving image, fixed points or None, moving points or None)
+        self._moving_world0 = None  # moving image data → world before registration
+        self._saved: dict = {}  # layer.unique_id → (layer, affine, opacity) before the first change
+        self.registered_points: Points | None = None
+        self._connections: list[tuple] = []
+        self._build()
+        for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
+            event.connect(self._refresh_choices)
+        self._refresh_choices()
+
+    # ---------------------------------------------------------------- layout
+    def _build(self) -> None:
+        self.fixed_combo, self.moving_combo = QComboBox(), QComboBox()
+        self.fixed_points_combo, self.moving_points_combo = QComboBox(), QComboBox()
+        self.model_combo = QComboBox()
+        self.model_combo.addItems([BUNDLED, WEIGHTS_FILE])
+        self.weights_edit = QLineEdit()
+        self.weights_edit.setPlaceholderText("path to .safetensors weights")
+        browse = QPushButton("…")
+        browse.clicked.connect(self._browse_weights)
+        self.model_note = QLabel("" if default_weights_path() else "No network bundled yet: the default runs pose "
+                                 "search + refinement only.")
+        self.model_note.setWordWrap(True)
+        self.refine_check = QCheckBox("refinement")
+        self.refine_check.setChecked(True)
+        weights_row = QHBoxLayout()
+        weights_row.addWidget(self.weights_edit)
+        weights_row.addWidget(browse)
+
+        form = QFormLayout()
+        form.addRow("Fixed image", self.fixed_combo)
+        form.addRow("Moving image", self.moving_combo)
+        form.addRow("Fixed landmarks", self.fixed_points_combo)
+        form.addRow("Moving landmarks", self.moving_points_combo)
+        form.addRow("Model", self.model_combo)
+        form.addRow("", weights_row)
+        form.addRow("", self.model_note)
+        form.addRow("", self.refine_check)
+
+        self.register_button, self.cancel_button = QPushButton("Register"), QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.register_button.clicked.connect(self.start_registration)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.status = QLabel("Pick two image layers and click Register.")
+        self.status.setWordWrap(True)
+
+        self.summary = QLabel("")
+        self.candidates = QListWidget()
+        self.candidates.setMaximumHeight(90)
+        self.candidates.itemDoubleClicked.connect(lambda _: self.try_candidate())
+        self.try_button = QPushButton("Try selected pose")
+        self.try_button.clicked.connect(lambda: self.try_candidate())
+        self.overlay_button = QPushButton("Toggle overlay")
+        self.overlay_button.clicked.connect(self.toggle_overlay)
+        self.refit_button = QPushButton("Refit from landmarks")
+        self.refit_button.clicked.connect(self.refit_from_landmarks)
+        self.reset_button = QPushButton("Reset")
+        self.reset_button.clicked.connect(self.reset)
+        self.export_transform_button = QPushButton("Export transform…")
+        self.export_transform_button.clicked.connect(self._ask_export_transform)
+        self.export_points_button = QPushButton("Export landmarks…")
+        self.export_points_button.clicked.connect(self._ask_export_landmarks)
+        self.table = LandmarkTable()
+
+        result_box = QGroupBox("Result")
+        box = QVBoxLayout(result_box)
+        box.addWidget(self.summary)
+        box.addWidget(QLabel("Pose candidates (angle, mirror, score):"))
+        box.addWidget(self.candidates)
+        for row in ((self.try_button, self.overlay_button), (self.refit_button, self.reset_button),
+                    (self.export_transform_button, self.export_points_button)):
+            line = QHBoxLayout()
+            for button in row:
+                line.addWidget(button)
+            box.addLayout(line)
+        box.addWidget(self.table)
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.register_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(result_box)
+        self._set_result_enabled(False)
+
+    def _set_result_enabled(self, enabled: bool) -> None:
+        for w in (self.try_button, self.overlay_button, self.refit_button, self.export_transform_button,
+                  self.export_points_button):
+            w.setEnabled(enabled)
+
+    def _refresh_choices(self, event=None) -> None:
+        """Image pickers list every layer (wrong types are refused with a message); landmark pickers Points layers."""
+        if event is not None and event.type == "inserted":
+            event.value.events.name.connect(self._refresh_choices)
+        layers = [ly for ly in self.viewer.layers if not _same(ly, self.registered_points)]
+        image_names = [ly.name for ly in layers if isinstance(ly, Image)]
+        images = image_names + [ly.name for ly in layers if not isinstance(ly, Image)]
+        points = [NONE] + [ly.name for ly in layers if isinstance(ly, Points)]
+        self._fill(self.fixed_combo, images, image_names[0] if image_names else None)
+        self._fill(self.moving_combo, images, image_names[1] if len(image_names) > 1 else None)
+        self._fill(self.fixed_points_combo, points, next((n for n in points if "fixed" in n.lower()), NONE))
+        self._fill(self.moving_points_combo, points, next((n for n in points if "moving" in n.lower()), NONE))
+
+    @staticmethod
+    def _fill(combo: QComboBox, names: list[str], default) -> None:
+        current = combo.currentText()
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItems(names)
+        combo.setCurrentText(current if current in names else (default or ""))
+        combo.blockSignals(False)
+
+    def _browse_weights(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Network weights", "", "safetensors (*.safetensors)")
+        if path:
+            self.weights_edit.setText(path)
+            self.model_combo.setCurrentText(WEIGHTS_FILE)
+
+    # ---------------------------------------------------------------- inputs
+    def _layer(self, combo: QComboBox):
+        name = combo.currentText()
+        return self.viewer.layers[name] if name and name != NONE and name in self.viewer.layers else None
+
+    def _selected(self):
+        """The chosen layers, checked; raises InputError with the message the user sees."""
+        fixed, moving = self._layer(self.fixed_combo), self._layer(self.moving_combo)
+        if fixed is None or moving is None:
+            raise InputError("Pick a fixed and a moving image layer")
+        if _same(fixed, moving):
+            raise InputError(f"Layer '{fixed.name}' is selected as both fixed and moving image: pick two different layers")
+        for layer in (fixed, moving):
+            if not isinstance(layer, Image):
+                raise InputError(f"Layer '{layer.name}' is a {layer.__class__.__name__} layer, not an image layer")
+            if layer.ndim != 2:
+                raise InputError(f"Image layer '{layer.name}' has {layer.ndim} dimensions (shape "
+                                 f"{tuple(layer.data[0].shape if layer.multiscale else layer.data.shape)}): "
+                                 "registration needs a single 2-D section (gray or RGB), not a stack")
+        fixed_pts, moving_pts = self._layer(self.fixed_points_combo), self._layer(self.moving_points_combo)
+        if fixed_pts is not None and _same(fixed_pts, moving_pts):
+            raise InputError(f"Points layer '{fixed_pts.name}' is selected as both fixed and moving landmarks")
+        for pts in (fixed_pts, moving_pts):
+            if pts is not None and pts.ndim != 2:
+                raise InputError(f"Landmark layer '{pts.name}' is {pts.ndim}-D; landmarks must be 2-D points")
+        if fixed_pts is not None and moving_pts is not None and len(fixed_pts.data) != len(moving_pts.data):
+            raise InputError(f"Landmark layers differ in length: '{fixed_pts.name}' has {len(fixed_pts.data)} "
+                             f"points, '{moving_pts.name}' has {len(moving_pts.data)}")
+        return fixed, moving, fixed_pts, moving_pts
+
+    def _model(self):
+        if self.model_combo.currentText() == BUNDLED:
+            return "default" if default_weights_path() else None
+        path = self.weights_edit.text().strip()
+        if not path or not Path(path).is_file():
+            raise InputError(f"Weights file not found: '{path}'")
+        return path
+
+    # ---------------------------------------------------------------- registration
+    def start_registration(self) -> None:
+        """Validate the inputs, then register in a worker thread (progress per stage; Cancel stops it)."""
+        if self.worker is not None:
+            return
+        try:
+            layers = self._selected()
+            fixed, fixed_full = _image_array(layers[0], DEFAULT_WORKING_SIZE)
+            moving, moving_full = _image_array(layers[1], DEFAULT_WORKING_SIZE)
+            options = {"model": self._model(), "refine": self.refine_check.isChecked(),
+                       "working_size": DEFAULT_WORKING_SIZE,
+                       "moving_full_shape": moving_full, "fixed_full_shape": fixed_full}
+        except HistoAffineError as exc:
+            show_error(str(exc))
+            return
+        self._pending = (layers, (moving, fixed, options))
+        self.worker = _register_worker(moving, fixed, options)
+        self.worker.yielded.connect(self._on_progress)
+        self.worker.returned.connect(self._on_registered)
+        self.worker.aborted.connect(lambda: self.status.setText("Cancelled; layers unchanged."))
+        self._start(self.worker, "Registering…")
+
+    def _start(self, worker, message: str) -> None:
+        worker.errored.connect(lambda exc: show_error(f"Registration failed: {exc}"))
+        worker.finished.connect(self._on_finished)
+        self.progress.setValue(0)
+        self.status.setText(message)
+        self.register_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        worker.start()
+
+    def cancel(self) -> None:
+        """Ask the running registration to stop at its next stage boundary; nothing is applied."""
+        if self.worker is not None and hasattr(self.worker, "aborted"):
+            self.status.setText("Cancelling…")
+            self.worker.quit()
+
+    def _on_progress(self, item) -> None:
+        self.progress.setValue(round(100 * item.fraction))
+        self.status.setText(f"{item.stage}: {item.message}")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.register_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+
+    def _on_registered(self, result) -> None:
+        layers, self._inputs = self._pending
+        if any(ly is not None and ly not in self.viewer.layers for ly in layers):
+            show_error("A layer of this registration was removed while it ran; nothing was applied")
+            return
+        self._use_layers(*layers)
+        self.result = result
+        self.candidates.clear()
+        self.candidates.addItems([f"{p.angle_deg:6.1f}°  {'mirrored' if p.flipped else 'as is'}  score {p.score:.3f}"
+                                  for p in result.candidates])
+        self.apply_matrix(result.matrix)
+        self._set_result_enabled(True)
+        self.status.setText(f"Registered in {result.seconds:.1f} s.")
+
+    def _use_layers(self, fixed, moving, fixed_pts, moving_pts) -> None:
+        """Remember the registered layers and follow edits of their landmarks."""
+        self._disconnect()
+        key = moving.unique_id
+        if key not in self._saved:
+            self._saved[key] = (moving, np.array(moving.affine.affine_matrix), moving.opacity)
+        own, _ = layer_matrices(moving)
+        self._moving_world0 = self._saved[key][1] @ own
+        self._layers = (fixed, moving, fixed_pts, moving_pts)
+        if fixed_pts is not None:
+            self._connect(fixed_pts.events.data, self.update_table)
+        if moving_pts is not None:
+            self._connect(moving_pts.events.data, self._update_registered_points)
+
+    def _disconnect(self) -> None:
+        for emitter, callback in self._connections:
+            emitter.disconnect(callback)
+        self._connections = []
+
+    def _connect(self, emitter, callback) -> None:
+        emitter.connect(callback)
+        self._connections.append((emitter, callback))
+
+    # ---------------------------------------------------------------- showing a transform
+    def apply_matrix(self, matrix) -> None:
+        """Show ``matrix`` (moving → fixed full-resolution pixels, ``(x, y)``) via the moving layer's affine."""
+        fixed, moving, _, _ = self._layers
+        self.result = replace(self.result, matrix=np.asarray(matrix, float))
+        own, _ = layer_matrices(moving)
+        moving.affine = moving_layer_affine(matrix, data_to_world_matrix(fixed), own)
+        moving.opacity = OVERLAY_OPACITY
+        self._show_summary()
+        self._update_registered_points()
+
+    def _show_summary(self, note: str = "") -> None:
+        r = self.result
+        ok = r.ncc_after >= MIN_NCC and r.tissue_overlap >= MIN_OVERLAP
+        flag = "<b style='color:#3c3'>looks good</b>" if ok else "<b style='color:#f80'>likely failure: check it</b>"
+        self.summary.setText(f"Rotation {r.rotation_deg:.1f}°, {'mirrored' if r.flipped else 'not mirrored'}<br>"
+                             f"NCC {r.ncc_before:.2f} → {r.ncc_after:.2f}, tissue overlap {r.tissue_overlap:.2f}<br>"
+                             f"{flag}{note}")
+        self.summary.setMinimumHeight(self.summary.sizeHint().height())  # keep all lines in a crowded dock
+
+    def _moving_landmarks_fixed_px(self) -> np.ndarray | None:
+        """Moving landmarks mapped by the current matrix into fixed image pixels ``(x, y)``."""
+        moving_pts = self._layers[3]
+        if moving_pts is None:
+            return None
+        in_moving = points_between(moving_pts.data, data_to_world_matrix(moving_pts), self._moving_world0)
+        return transforms.apply_to_points(self.result.matrix, rowcol_to_xy(in_moving))
+
+    def _update_registered_points(self, event=None) -> None:
+        """(Re)build the "(registered)" Points layer: moving landmarks in fixed space, on the fixed layer's grid."""
+        mapped = self._moving_landmarks_fixed_px()
+        if mapped is None:
+            return self.update_table()
+        fixed, _, _, moving_pts = self._layers
+        data = rowcol_to_xy(mapped)
+        layer = self.registered_points
+        if layer is None or layer not in self.viewer.layers:
+            own, extra = layer_matrices(fixed)
+            layer = self.viewer.add_points(
+                data, name=f"{moving_pts.name} (registered)", size=moving_pts.size.mean() if len(moving_pts.data) else 12,
+                face_color="magenta", border_color="white", symbol="cross", affine=extra @ own)
+            self.registered_points = layer
+            layer.events.data.connect(self.update_table)
+        else:
+            layer.data = data
+        self.update_table()
+
+    def update_table(self, event=None) -> None:
+        """Recompute TRE (fixed pixels) and rTRE (/ fixed image diagonal) of every landmark pair."""
+        if self._layers is None:
+            return
+        fixed, _, fixed_pts, _ = self._layers
+        reg = self.registered_points
+        if fixed_pts is None or reg is None or reg not in self.viewer.layers:
+            return self.table.show_message("Choose fixed and moving landmark layers to see the error per landmark.")
+        to_fixed = data_to_world_matrix(fixed)
+        target = points_between(fixed_pts.data, data_to_world_matrix(fixed_pts), to_fixed)
+        moved = points_between(reg.data, data_to_world_matrix(reg), to_fixed)
+        try:
+            errors = tre(moved, target)
+        except InputError as exc:
+            return self.table.show_message(f"No error shown: {exc}.")
+        self.table.show_errors(errors, image_diagonal(self.result.fixed_shape))
+
+    def toggle_overlay(self) -> None:
+        """One-click comparison: moving layer half transparent over the fixed one, or opaque."""
+        moving = self._layers[1]
+        moving.opacity = 1.0 if moving.opacity < 1.0 else OVERLAY_OPACITY
+
+    def reset(self) -> None:
+        """Undo: every moving layer gets back its original affine and opacity; the mapped landmarks go."""
+        for layer, affine, opacity in self._saved.values():
+            layer.affine = affine
+            layer.opacity = opacity
+        self._saved.clear()
+        self._disconnect()
+        if self.registered_points is not None and self.registered_points in self.viewer.layers:
+            self.viewer.layers.remove(self.registered_points)
+        self.registered_points = None
+        self.result = self._layers = None
+        self.candidates.clear()
+        self.summary.setText("")
+        self.table.show_message("Reset: layers are as they were.")
+        self._set_result_enabled(False)
+
+    # ---------------------------------------------------------------- corrections
+    def try_candidate(self, index: int | None = None) -> None:
+        """Re-run the later stages from another pose candidate (the selected one) and show the outcome."""
+        index = self.candidates.currentRow() if index is None else index
+        if self.worker is not None or self.result is None or not 0 <= index < len(self.result.candidates):
+            return
+        moving, fixed, options = self._inputs
+        self.worker = _register_worker(moving, fixed, {**options, "candidate": index})
+        self.worker.yielded.connect(self._on_progress)
+
+        def done(result):
+            self.result = result
+            self.apply_matrix(result.matrix)
+            self.status.setText(f"Registered from candidate {index} in {result.seconds:.1f} s.")
+
+        self.worker.returned.connect(done)
+        self._start(self.worker, f"Registering from candidate {index}…")
+
+    def refit_from_landmarks(self) -> None:
+        """Least-squares affine from the current landmark pairs replaces the automatic matrix."""
+        try:
+            fixed, _, fixed_pts, moving_pts = self._layers
+            if fixed_pts is None or moving_pts is None:
+                raise InputError("Refit needs both a fixed and a moving landmark layer")
+            target = points_between(fixed_pts.data, data_to_world_matrix(fixed_pts), data_to_world_matrix(fixed))
+            source = points_between(moving_pts.data, data_to_world_matrix(moving_pts), self._moving_world0)
+            matrix = fit_affine(rowcol_to_xy(source), rowcol_to_xy(target))
+        except HistoAffineError as exc:
+            show_error(str(exc))
+            return
+        self.apply_matrix(matrix)
+        self._show_summary(" (matrix refitted from landmarks; NCC is the automatic result's)")
+
+    # ---------------------------------------------------------------- export
+    def export_transform(self, path) -> None:
+        """Write the transform: ``.json`` as the CLI does, ``.tfm`` for ITK, anything else as elastix parameters."""
+        suffix = Path(path).suffix.lower()
+        if suffix == ".json":
+            io.write_json(path, self.result.to_dict())
+            return
+        text = itk_tfm_text(self.result.matrix) if suffix == ".tfm" else elastix_affine_text(
+            self.result.matrix, self.result.fixed_shape)
+        with io.atomic_write(path) as f:
+            f.write(text)
+
+    def export_landmarks(self, path) -> None:
+        """Write the mapped moving landmarks (fixed image pixels) as an ANHIR CSV."""
+        mapped = self._moving_landmarks_fixed_px()
+        if mapped is None:
+            raise InputError("No moving landmark layer was registered")
+        io.write_landmarks(path, mapped)
+
+    def _ask_export_transform(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export transform", "transform.json",
+                                              "JSON (*.json);;elastix parameters (*.txt);;ITK transform (*.tfm)")
+        self._export(self.export_transform, path)
+
+    def _ask_export_landmarks(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export mapped landmarks", "registered_landmarks.csv", "CSV (*.csv)")
+        self._export(self.export_landmarks, path)
+
+    @staticmethod
+    def _export(write, path) -> None:
+        if not path:
+            return
+        try:
+            write(path)
+        except (HistoAffineError, OSError) as exc:
+            show_error(f"Export failed: {exc}")
+            return
+        show_info(f"Saved {path}")
+
+
+class RegisterWidgetWithSample(RegisterWidget):
+    """The Register widget after loading the "histology pair" sample (the README's one-command demo)."""
+
+    def __init__(self, napari_viewer):
+        napari_viewer.open_sample("napari-histoaffine", "histology_pair")
+        super().__init__(napari_viewer)

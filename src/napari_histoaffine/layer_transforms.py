@@ -1,0 +1,120 @@
+"""napari layer geometry for registration results (numpy only; no Qt).
+
+A registration matrix ``R`` (``(x, y)`` order, moving → fixed full-resolution pixels, see
+:mod:`napari_histoaffine.transforms`) is shown in napari by giving the moving layer the
+``affine`` (napari's ``physical2world`` transform, ``(row, col)`` order)::
+
+    affine = W_fixed @ R_rc @ inv(P_moving)
+
+where ``W_fixed`` is the fixed layer's whole data → world transform, ``R_rc`` is ``R`` in
+napari's order and ``P_moving`` the moving layer's own scale/translate/rotate/shear part. A
+moving data point ``d`` then lands in world at ``affine @ P_moving @ d = W_fixed @ R_rc @ d``,
+i.e. exactly where the fixed layer shows the pixel ``R`` maps ``d`` to. Data are never touched.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import transforms
+from .errors import InputError
+
+
+def layer_matrices(layer) -> tuple[np.ndarray, np.ndarray]:
+    """``(data2physical, physical2world)`` of a 2-D napari layer as 3×3 ``(row, col)`` matrices."""
+    from napari.utils.transforms import CompositeAffine
+
+    own = CompositeAffine(scale=layer.scale, translate=layer.translate, rotate=layer.rotate,
+                          shear=layer.shear, ndim=layer.ndim)
+    return own.affine_matrix, np.asarray(layer.affine.affine_matrix, float)
+
+
+def data_to_world_matrix(layer) -> np.ndarray:
+    """The layer's whole data → world transform (3×3, ``(row, col)``)."""
+    own, extra = layer_matrices(layer)
+    return extra @ own
+
+
+def moving_layer_affine(registration_xy, fixed_data_to_world_rc, moving_data_to_physical_rc) -> np.ndarray:
+    """The ``affine`` for the moving layer that shows it registered onto the fixed layer (see module doc)."""
+    r_rc = transforms.xy_to_rowcol(registration_xy)
+    return np.asarray(fixed_data_to_world_rc, float) @ r_rc @ np.linalg.inv(moving_data_to_physical_rc)
+
+
+def map_rowcol(matrix_rc, points_rc) -> np.ndarray:
+    """Apply a 3×3 ``(row, col)`` matrix to ``(n, 2)`` napari points."""
+    return transforms.apply_to_points(matrix_rc, points_rc)
+
+
+def points_between(points_rc, from_data_to_world_rc, to_data_to_world_rc) -> np.ndarray:
+    """Data coordinates of one layer → data coordinates of another, through world."""
+    return map_rowcol(np.linalg.inv(to_data_to_world_rc) @ np.asarray(from_data_to_world_rc, float), points_rc)
+
+
+def rowcol_to_xy(points_rc) -> np.ndarray:
+    """napari ``(row, col)`` points → ``(x, y)`` points (and back: the swap is its own inverse)."""
+    return np.asarray(points_rc, float).reshape(-1, 2)[:, ::-1].copy()
+
+
+
+def choose_level(shapes, working_size: int) -> int:
+    """Index of the smallest pyramid level whose long side is still ≥ ``working_size`` (else level 0)."""
+    big = [i for i, s in enumerate(shapes) if max(s[0], s[1]) >= working_size]
+    return min(big, key=lambda i: max(shapes[i][0], shapes[i][1]), default=0)
+
+
+def fit_affine(moving_xy, fixed_xy) -> np.ndarray:
+    """Least-squares affine (moving → fixed, ``(x, y)``) from ≥ 3 non-collinear point pairs."""
+    src = np.asarray(moving_xy, float).reshape(-1, 2)
+    dst = np.asarray(fixed_xy, float).reshape(-1, 2)
+    if len(src) != len(dst):
+        raise InputError(f"landmark sets differ in length: {len(src)} moving vs {len(dst)} fixed landmarks")
+    design = np.hstack([src, np.ones((len(src), 1))])
+    if len(src) < 3 or np.linalg.matrix_rank(design) < 3:
+        raise InputError("refitting an affine needs at least 3 landmark pairs that are not on one line")
+    solution, *_ = np.linalg.lstsq(design, dst, rcond=None)
+    return np.vstack([solution.T, [0.0, 0.0, 1.0]])
+
+
+def elastix_affine_text(registration_xy, fixed_shape) -> str:
+    """An elastix ``TransformParameters`` file holding the registration as an ``AffineTransform``.
+
+    ITK and elastix transforms map FIXED physical points to MOVING points, the inverse of our
+    matrix. With spacing 1, origin 0 and identity direction, physical points are our pixel
+    ``(x, y)`` (pixel centres at integers), so the parameters are ``inv(R)``'s 2×2 part row by
+    row then its translation, with ``CenterOfRotationPoint 0 0``. ``Size`` is the fixed image's
+    ``(columns, rows)``, the grid transformix resamples the moving image onto.
+    """
+    inv = transforms.invert(registration_xy)
+    params = [*inv[:2, :2].ravel(), *inv[:2, 2]]
+    rows, cols = (int(v) for v in fixed_shape[:2])
+    lines = [
+        '(Transform "AffineTransform")', "(NumberOfParameters 6)",
+        "(TransformParameters " + " ".join(f"{p:.12g}" for p in params) + ")",
+        '(InitialTransformParametersFileName "NoInitialTransform")', '(HowToCombineTransforms "Compose")',
+        "(FixedImageDimension 2)", "(MovingImageDimension 2)",
+        '(FixedInternalImagePixelType "float")', '(MovingInternalImagePixelType "float")',
+        f"(Size {cols} {rows})", "(Index 0 0)", "(Spacing 1.0 1.0)", "(Origin 0.0 0.0)",
+        "(Direction 1.0 0.0 0.0 1.0)", '(UseDirectionCosines "true")', "(CenterOfRotationPoint 0.0 0.0)",
+        '(ResampleInterpolator "FinalBSplineInterpolator")', "(FinalBSplineInterpolationOrder 1)",
+        '(Resampler "DefaultResampler")', "(DefaultPixelValue 0)",
+        '(ResultImageFormat "tif")', '(ResultImagePixelType "float")', '(CompressResultImage "false")',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def itk_tfm_text(registration_xy) -> str:
+    """The same transform as an ITK ``.tfm`` file (``AffineTransform_double_2_2``, fixed → moving, centre 0 0)."""
+    inv = transforms.invert(registration_xy)
+    params = " ".join(f"{p:.12g}" for p in [*inv[:2, :2].ravel(), *inv[:2, 2]])
+    return ("#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_2_2\n"
+            f"Parameters: {params}\nFixedParameters: 0 0\n")
+
+
+def read_affine_parameters(text: str) -> np.ndarray:
+    """Our moving → fixed matrix back from an elastix or ITK affine text written above."""
+    for line in text.splitlines():
+        line = line.strip().strip("()")
+        if line.startswith(("TransformParameters ", "Parameters:")):
+            p = [float(v) for v in line.replace(":", " ").split()[1:]]
+            return transforms.invert(np.array([[p[0], p[1], p[4]], [p[2], p[3], p[5]], [0.0, 0.0, 1.0]]))
+    raise InputError("no affine parameters found in transform text")
