@@ -99,6 +99,30 @@ def _add_register(subparsers) -> None:
     p.set_defaults(func=_run_register)
 
 
+def _run_demo(args: argparse.Namespace) -> int:
+    from .sample import make_pair
+
+    pair = make_pair()
+    inputs = Path(args.out) / "sample"
+    inputs.mkdir(parents=True, exist_ok=True)
+    io.write_image(inputs / "moving.png", pair.moving)
+    io.write_image(inputs / "fixed.png", pair.fixed)
+    io.write_landmarks(inputs / "moving.csv", pair.moving_landmarks)
+    io.write_landmarks(inputs / "fixed.csv", pair.fixed_landmarks)
+    print(f"sample pair written to {inputs}", file=sys.stderr)
+    return main(["register", str(inputs / "moving.png"), str(inputs / "fixed.png"),
+                 "--moving-landmarks", str(inputs / "moving.csv"), "--fixed-landmarks", str(inputs / "fixed.csv"),
+                 "--out", str(Path(args.out) / "registered")])
+
+
+def _add_demo(subparsers) -> None:
+    p = subparsers.add_parser("demo", help="register the built-in sample pair (ihc.png, re-stained and warped)",
+                              description="Writes the sample pair with its landmarks to OUT/sample, registers it "
+                                          "into OUT/registered and prints the landmark error.")
+    p.add_argument("--out", default="histoaffine-demo", metavar="DIR")
+    p.set_defaults(func=_run_demo)
+
+
 def _run_evaluate(args: argparse.Namespace) -> int:
     results = evaluation.evaluate_table(args.pairs, args.out, **_register_options(args))
     print(evaluation.format_summary(evaluation.summarize(results)), end="")
@@ -120,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="histoaffine", description="Affine registration of histology sections.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_register, _add_evaluate):
+    for add in (_add_register, _add_evaluate, _add_demo):
         add(subparsers)
     return parser
 
