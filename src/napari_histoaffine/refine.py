@@ -16,7 +16,7 @@ from .preprocess import PreparedImage
 from .rotation import downsample, structure_features
 from .similarity import ncc
 
-DEFAULT_SCALES = ((96, 40, 0.015), (192, 30, 0.004))
+DEFAULT_SCALES = ((96, 25, 0.02), (192, 15, 0.005))
 
 
 @dataclass(frozen=True)

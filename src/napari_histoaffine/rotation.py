@@ -16,7 +16,7 @@ from .preprocess import PreparedImage
 from .results import Pose
 from .similarity import gradient_magnitude, smooth
 
-SEARCH_SIZE = 96
+SEARCH_SIZE = 64
 
 
 
