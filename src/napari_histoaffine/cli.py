@@ -139,12 +139,22 @@ def _add_evaluate(subparsers) -> None:
     p.set_defaults(func=_run_evaluate)
 
 
+def _add_train(subparsers) -> None:
+    from .training import add_train_arguments, run_train
+
+    p = subparsers.add_parser("train", help="train or fine-tune the affine network (unsupervised, NCC)",
+                              description="Unsupervised training as the paper: pairs posed by the rotation search, "
+                                          "random affine and stain augmentation, global negative NCC, Adam.")
+    add_train_arguments(p)
+    p.set_defaults(func=run_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``histoaffine`` parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="histoaffine", description="Affine registration of histology sections.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_register, _add_evaluate, _add_demo):
+    for add in (_add_register, _add_evaluate, _add_train, _add_demo):
         add(subparsers)
     return parser
 

@@ -17,7 +17,7 @@ from scipy import ndimage
 from . import transforms
 from .errors import InputError
 
-DEFAULT_WORKING_SIZE = 512
+DEFAULT_WORKING_SIZE = 384
 
 
 @dataclass(frozen=True)
