@@ -127,3 +127,11 @@ def test_independent_scorer_agrees(cases, evaluated, tmp_path):
         assert scored[case]["success"] == bool(ours.loc[case, "success"])
     assert scored["good"]["rTRE_median"] == pytest.approx(ours.loc["good", "rtre_median"], rel=1e-9)
     assert scored["good"]["seconds"] == pytest.approx(ours.loc["good", "seconds"])
+
+
+def test_demo_registers_the_sample_pair_within_the_success_threshold(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    line = capsys.readouterr().out
+    median = float(line.split("rTRE median ")[1].split()[0])
+    assert median < 0.005
+    assert (tmp_path / "registered" / "transform.json").is_file()

@@ -1,0 +1,66 @@
+"""How often the rotation/mirror search finds the true pose of benchmark cases.
+
+For every case of an ANHIR/BIRL pairs table that carries the perturbation columns of
+``shared/bench/make_cases.py`` (``Rotation [deg]``, ``Flip``), the rotation search alone
+(``model=None, refine=False``) is compared with the truth: the rotation that undoes the
+perturbation, i.e. the one the best affine fit of the expert landmarks shows. A pose counts as
+found when its angle is within ``--tolerance`` degrees and its mirror state is right.
+
+usage: python benchmarks/bench_pose.py [PAIRS.csv ...] [--tolerance 10]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from napari_histoaffine import io
+from napari_histoaffine.evaluation import register_files
+from napari_histoaffine.layer_transforms import fit_affine
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def rotation_and_mirror(matrix: np.ndarray) -> tuple[float, bool]:
+    """Angle (the convention of ``transforms.rotation``) and mirror state of the rotation closest to ``matrix``."""
+    linear = matrix[:2, :2]
+    mirrored = bool(np.linalg.det(linear) < 0)
+    if mirrored:
+        linear = linear @ np.diag([-1.0, 1.0])
+    u, _, vt = np.linalg.svd(linear)
+    rot = u @ vt
+    return float(np.degrees(np.arctan2(rot[0, 1], rot[0, 0])) % 360.0), mirrored
+
+
+def angle_difference(a: float, b: float) -> float:
+    return abs((a - b + 180.0) % 360.0 - 180.0)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("tables", nargs="*", default=[str(SHARED / "data/bench-lung-lesion-3/pairs.csv")])
+    parser.add_argument("--tolerance", type=float, default=10.0)
+    args = parser.parse_args(argv)
+    for table in args.tables:
+        rows = []
+        for pair, meta in zip(io.read_pairs_table(table), pd.read_csv(table).itertuples()):
+            truth = fit_affine(io.read_landmarks(pair.moving_landmarks), io.read_landmarks(pair.fixed_landmarks))
+            true_angle, true_mirror = rotation_and_mirror(truth)
+            result = register_files(pair.moving_image, pair.fixed_image, model=None, refine=False)
+            error = angle_difference(result.rotation_deg, true_angle)
+            rows.append({"case": pair.case, "flip": bool(getattr(meta, "Flip", 0)), "angle_error": error,
+                         "mirror_ok": result.flipped == true_mirror,
+                         "found": error <= args.tolerance and result.flipped == true_mirror})
+        frame = pd.DataFrame(rows)
+        flipped = frame[frame.flip]
+        print(f"{table}: {len(frame)} cases; pose found (≤ {args.tolerance:g}°, right mirror state) in "
+              f"{100 * frame.found.mean():.1f}%; median angle error {frame.angle_error.median():.1f}°, "
+              f"max {frame.angle_error.max():.1f}°; mirrored cases: {len(flipped)}, mirror detected in "
+              f"{flipped.mirror_ok.sum()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
