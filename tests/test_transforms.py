@@ -77,3 +77,11 @@ def test_ncc_of_image_with_itself_is_one_and_with_its_negative_minus_one():
     assert ncc_numpy(img, -img) == pytest.approx(-1.0, abs=1e-5)
     t = torch.from_numpy(img).float()[None, None]
     assert float(ncc(t, 3 * t + 2)) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_warp_tensor_equals_affine_grid_sampling():
+    images = torch.rand(2, 1, 50, 70)
+    theta = torch.tensor([[[0.9, 0.1, 0.05], [-0.2, 1.1, 0.1]], [[1.0, 0, 0], [0, 1.0, 0]]])
+    grid = torch.nn.functional.affine_grid(theta, [2, 1, 40, 90], align_corners=False)
+    expected = torch.nn.functional.grid_sample(images, grid, align_corners=False)
+    assert torch.allclose(transforms.warp_tensor(images, theta, (40, 90)), expected, atol=1e-5)

@@ -8,7 +8,7 @@ misalignment like what the pose search leaves), applied with :func:`transforms.w
 the preprocessed working images; stains are jittered in HED space *before* preprocessing, so one
 tissue teaches many stains.
 
-Data sources become :class:`TrainingPair` objects: pairs tables (the moving image is posed onto
+Data sources become :class:`TrainingPair` objects: pairs tables and image arrays (the moving image is posed onto
 the fixed grid by :func:`rotation.search_pose` once per pair, exactly as at inference), folders of
 images and scikit-image's immunohistochemistry sample (each image paired with a re-stained,
 transformed copy of itself, optionally as random crops).
@@ -45,7 +45,7 @@ from .rotation import search_pose
 from .similarity import ncc, smooth
 
 __all__ = ["TrainingConfig", "TrainingPair", "TrainingData", "TrainingUpdate", "TrainingOutcome", "Sample",
-           "ihc_pairs", "folder_pairs", "table_pairs", "load_training_data", "make_sample", "stain_jitter",
+           "ihc_pairs", "folder_pairs", "array_pair", "table_pairs", "load_training_data", "make_sample", "stain_jitter",
            "train", "add_train_arguments", "run_train"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -206,33 +206,48 @@ def folder_pairs(folder, working_size: int = DEFAULT_WORKING_SIZE, crops: bool =
     return pairs
 
 
+def array_pair(moving, fixed, moving_landmarks_xy=None, fixed_landmarks_xy=None,
+               working_size: int = DEFAULT_WORKING_SIZE, *, name: str = "pair", full_shapes=None) -> TrainingPair:
+    """A training pair of two in-memory sections (e.g. napari layers), posed once by the rotation search.
+
+    Landmarks ``(x, y)`` (used when both are given) are pixels of the full-resolution images, whose
+    ``(rows, cols)`` are ``full_shapes`` ``(moving, fixed)`` when the arrays are reduced levels.
+    """
+    moving, fixed = np.asarray(moving), np.asarray(fixed)
+    moving_full, fixed_full = full_shapes or (moving.shape, fixed.shape)
+    factor = working_factor([moving.shape, fixed.shape], working_size)
+    prepared_moving, prepared_fixed = prepare_pair(moving, fixed, working_size)
+    pose = search_pose(prepared_moving, prepared_fixed)[0].matrix
+    moving_lm = fixed_lm = None
+    if moving_landmarks_xy is not None and fixed_landmarks_xy is not None:
+        to_full = transforms.compose(prepared_moving.to_input, transforms.resample_matrix(moving.shape, moving_full))
+        moving_lm = transforms.apply_to_points(transforms.invert(to_full), np.asarray(moving_landmarks_xy, float))
+        fixed_lm = np.asarray(fixed_landmarks_xy, float)
+    result = TrainingPair(
+        name, _resize(moving, factor), _resize(fixed, factor), pose, factor=1.0,
+        moving_landmarks=moving_lm, fixed_landmarks=fixed_lm,
+        fixed_to_original=transforms.compose(prepared_fixed.to_input, transforms.resample_matrix(fixed.shape, fixed_full)),
+        fixed_diagonal=image_diagonal(fixed_full))
+    if result.moving.shape[:2] != prepared_moving.image.shape or result.fixed.shape[:2] != prepared_fixed.image.shape:
+        raise AssertionError("working shapes of the pair differ from preprocessing")  # pragma: no cover
+    return result
+
+
 _POSE_CACHE: dict = {}
 
 
 def _table_pair(pair, working_size: int) -> TrainingPair:
     key = (pair.moving_image, pair.fixed_image, pair.moving_landmarks, pair.fixed_landmarks, working_size)
-    if key in _POSE_CACHE:
-        return _POSE_CACHE[key]
-    moving_level = read_image(pair.moving_image, max_long_side=working_size)
-    fixed_level = read_image(pair.fixed_image, max_long_side=working_size)
-    factor = working_factor([moving_level.data.shape, fixed_level.data.shape], working_size)
-    prepared_moving, prepared_fixed = prepare_pair(moving_level.data, fixed_level.data, working_size)
-    pose = search_pose(prepared_moving, prepared_fixed)[0].matrix
-    moving_lm = fixed_lm = None
-    if pair.moving_landmarks and pair.fixed_landmarks and Path(pair.moving_landmarks).is_file() \
-            and Path(pair.fixed_landmarks).is_file():
-        to_full = transforms.compose(prepared_moving.to_input, moving_level.to_full)
-        moving_lm = transforms.apply_to_points(transforms.invert(to_full), read_landmarks(pair.moving_landmarks))
-        fixed_lm = read_landmarks(pair.fixed_landmarks)
-    result = TrainingPair(
-        pair.case, _resize(moving_level.data, factor), _resize(fixed_level.data, factor), pose, factor=1.0,
-        moving_landmarks=moving_lm, fixed_landmarks=fixed_lm,
-        fixed_to_original=transforms.compose(prepared_fixed.to_input, fixed_level.to_full),
-        fixed_diagonal=image_diagonal(fixed_level.full_shape))
-    if result.moving.shape[:2] != prepared_moving.image.shape or result.fixed.shape[:2] != prepared_fixed.image.shape:
-        raise AssertionError("working shapes of the cached pair differ from preprocessing")  # pragma: no cover
-    _POSE_CACHE[key] = result
-    return result
+    if key not in _POSE_CACHE:
+        moving_level = read_image(pair.moving_image, max_long_side=working_size)
+        fixed_level = read_image(pair.fixed_image, max_long_side=working_size)
+        landmarks = (None, None)
+        if pair.moving_landmarks and pair.fixed_landmarks and Path(pair.moving_landmarks).is_file() \
+                and Path(pair.fixed_landmarks).is_file():
+            landmarks = (read_landmarks(pair.moving_landmarks), read_landmarks(pair.fixed_landmarks))
+        _POSE_CACHE[key] = array_pair(moving_level.data, fixed_level.data, *landmarks, working_size, name=pair.case,
+                                      full_shapes=(moving_level.full_shape, fixed_level.full_shape))
+    return _POSE_CACHE[key]
 
 
 def table_pairs(table, working_size: int = DEFAULT_WORKING_SIZE, holdout: Sequence[str] = (),
@@ -319,36 +334,13 @@ class Sample:
     augmented: bool = True             # False: the pair as at inference (pose only), landmarks apply
 
 
-_BASE_GRIDS: dict = {}
-
-
-def _fast_warp(images: torch.Tensor, theta: torch.Tensor, output_hw) -> torch.Tensor:
-    """Same as :func:`transforms.warp_tensor` (``align_corners=False``), with a cached base grid.
-
-    ``F.affine_grid`` is surprisingly slow on CPU; elementwise products with a cached base grid are not.
-    """
-    h, w = int(output_hw[0]), int(output_hw[1])
-    base = _BASE_GRIDS.get((h, w))
-    if base is None:
-        ys = (2.0 * torch.arange(h, dtype=torch.float32) + 1.0) / h - 1.0
-        xs = (2.0 * torch.arange(w, dtype=torch.float32) + 1.0) / w - 1.0
-        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-        base = _BASE_GRIDS.setdefault((h, w), (gx[None, :, :, None], gy[None, :, :, None]))
-    gx, gy = base
-    t = theta.to(images.dtype)[:, None, None]           # (N, 1, 1, 2, 3)
-    grid = gx * t[..., 0] + gy * t[..., 1] + t[..., 2]   # (N, H, W, 2); elementwise: a K=3 matmul is slow on CPU
-    if images.shape[0] == 1 and theta.shape[0] > 1:
-        images = images.expand(theta.shape[0], -1, -1, -1)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
 def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a, np.float32))[None, None]
 
 
 def _warp(image: np.ndarray, matrix: np.ndarray, out_shape) -> torch.Tensor:
     theta = torch.from_numpy(transforms.to_theta(matrix, image.shape, out_shape)).float()[None]
-    return _fast_warp(_tensor(image), theta, out_shape)
+    return transforms.warp_tensor(_tensor(image), theta, out_shape)
 
 
 def _prepared(pair: TrainingPair, config: TrainingConfig, rng: np.random.Generator | None):
@@ -400,13 +392,13 @@ def _similarity(sample: Sample, theta: torch.Tensor, config: TrainingConfig) -> 
     zoom in on sections that fill the whole image (fewer border pixels, higher NCC, worse alignment).
     """
     shape = sample.fixed.shape[-2:]
-    warped = _fast_warp(sample.moving, theta, shape)
+    warped = transforms.warp_tensor(sample.moving, theta, shape)
     fixed = sample.fixed
     if config.loss_sigma > 0:
         warped, fixed = smooth(warped, config.loss_sigma), smooth(fixed, config.loss_sigma)
     weight = None
     if config.loss_weight in ("valid", "tissue"):
-        weight = _fast_warp(sample.moving_valid, theta, shape) * sample.fixed_valid
+        weight = transforms.warp_tensor(sample.moving_valid, theta, shape) * sample.fixed_valid
         if config.loss_weight == "tissue":
             weight = weight * sample.fixed_mask
     elif config.loss_weight != "none":

@@ -132,11 +132,26 @@ def from_theta(theta, moving_shape, fixed_shape) -> np.ndarray:
     return invert(compose(pixel_to_normalized(fixed_shape), t, invert(pixel_to_normalized(moving_shape))))
 
 
+_BASE_GRIDS: dict = {}
+
+
 def warp_tensor(images: torch.Tensor, theta: torch.Tensor, output_hw) -> torch.Tensor:
-    """Batched bilinear warp of ``(N, C, H, W)`` images by ``(N, 2, 3)`` thetas onto ``output_hw``; zeros outside."""
-    n, c = images.shape[:2]
-    grid = F.affine_grid(theta.to(images.dtype), [theta.shape[0], c, int(output_hw[0]), int(output_hw[1])],
-                         align_corners=False)
-    if n == 1 and theta.shape[0] > 1:
+    """Batched bilinear warp of ``(N, C, H, W)`` images by ``(N, 2, 3)`` thetas onto ``output_hw``; zeros outside.
+
+    Equal to ``grid_sample(images, affine_grid(theta, ...))`` with ``align_corners=False``, but the
+    sampling grid is built from a cached base grid by elementwise products, which is several times
+    faster than ``affine_grid`` on the CPU and differentiable in ``theta`` alike.
+    """
+    h, w = int(output_hw[0]), int(output_hw[1])
+    base = _BASE_GRIDS.get((h, w))
+    if base is None:
+        ys = (2.0 * torch.arange(h, dtype=torch.float32) + 1.0) / h - 1.0
+        xs = (2.0 * torch.arange(w, dtype=torch.float32) + 1.0) / w - 1.0
+        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+        base = _BASE_GRIDS.setdefault((h, w), (gx[None, :, :, None], gy[None, :, :, None]))
+    gx, gy = base
+    t = theta.to(images.dtype)[:, None, None]
+    grid = gx.to(images.dtype) * t[..., 0] + gy.to(images.dtype) * t[..., 1] + t[..., 2]
+    if images.shape[0] == 1 and theta.shape[0] > 1:
         images = images.expand(theta.shape[0], -1, -1, -1)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
