@@ -85,3 +85,13 @@ def test_warp_tensor_equals_affine_grid_sampling():
     grid = torch.nn.functional.affine_grid(theta, [2, 1, 40, 90], align_corners=False)
     expected = torch.nn.functional.grid_sample(images, grid, align_corners=False)
     assert torch.allclose(transforms.warp_tensor(images, theta, (40, 90)), expected, atol=1e-5)
+
+
+def test_warp_tensor_after_inference_mode_still_supports_gradients():
+    images = torch.rand(1, 1, 33, 47)
+    identity = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
+    with torch.inference_mode():
+        transforms.warp_tensor(images, identity, (33, 47))
+    theta = identity.clone().requires_grad_(True)
+    transforms.warp_tensor(images, theta, (33, 47)).sum().backward()
+    assert theta.grad is not None

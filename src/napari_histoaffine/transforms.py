@@ -145,10 +145,11 @@ def warp_tensor(images: torch.Tensor, theta: torch.Tensor, output_hw) -> torch.T
     h, w = int(output_hw[0]), int(output_hw[1])
     base = _BASE_GRIDS.get((h, w))
     if base is None:
-        ys = (2.0 * torch.arange(h, dtype=torch.float32) + 1.0) / h - 1.0
-        xs = (2.0 * torch.arange(w, dtype=torch.float32) + 1.0) / w - 1.0
-        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-        base = _BASE_GRIDS.setdefault((h, w), (gx[None, :, :, None], gy[None, :, :, None]))
+        with torch.inference_mode(False):  # a grid cached during inference must still serve autograd later
+            ys = (2.0 * torch.arange(h, dtype=torch.float32) + 1.0) / h - 1.0
+            xs = (2.0 * torch.arange(w, dtype=torch.float32) + 1.0) / w - 1.0
+            gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+            base = _BASE_GRIDS.setdefault((h, w), (gx[None, :, :, None], gy[None, :, :, None]))
     gx, gy = base
     t = theta.to(images.dtype)[:, None, None]
     grid = gx.to(images.dtype) * t[..., 0] + gy.to(images.dtype) * t[..., 1] + t[..., 2]
