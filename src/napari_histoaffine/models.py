@@ -33,9 +33,11 @@ def resolve_model(model: str | Path | AffineNet | None) -> AffineNet | None:
         return model
     if str(model) == "default":
         return load_default_model()
-    return _load_file(str(Path(model).resolve()))
+    path = Path(model).resolve()
+    return _load_file(str(path), path.stat().st_mtime_ns if path.is_file() else 0)
 
 
 @lru_cache(maxsize=4)
-def _load_file(path: str) -> AffineNet:
+def _load_file(path: str, modified_ns: int) -> AffineNet:
+    """Loaded once per file version: a file saved again under the same name is read again."""
     return load_model(path)

@@ -1,0 +1,108 @@
+"""The Fine-tune widget, opened through the npe2 manifest, on the sample pair (run under xvfb-run)."""
+import time
+
+import pytest
+import torch
+
+from napari_histoaffine._qt import training_widget as tw
+from napari_histoaffine._qt.register_widget import WEIGHTS_FILE
+from napari_histoaffine.network import AffineNet, load_model, read_model_metadata
+from napari_histoaffine.pipeline import register
+from napari_histoaffine.sample import make_pair
+
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def setup(make_napari_viewer, monkeypatch):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    messages = []
+    for name in ("show_error", "show_warning", "show_info"):
+        monkeypatch.setattr(tw, name, messages.append)
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-histoaffine", "histology_pair")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-histoaffine", "Fine-tune network")
+    yield viewer, widget, messages
+    torch.set_num_threads(threads)
+
+
+def configure(widget, steps, per_epoch, size=128, width=8, lr=1e-3, accumulation=1, augmentation=1.0):
+    widget.init_combo.setCurrentText(tw.NEW)
+    widget.width_spin.setValue(width)
+    widget.length_spin.setValue(steps)
+    widget.epoch_spin.setValue(per_epoch)
+    widget.size_spin.setValue(size)
+    widget.lr_spin.setValue(lr)
+    widget.accumulation_spin.setValue(accumulation)
+    widget.augmentation_spin.setValue(augmentation)
+
+
+def test_train_stop_save_use(qtbot, setup, tmp_path):
+    viewer, widget, messages = setup
+    assert widget.moving_combo.currentText() == "moving (restained)" and widget.fixed_combo.currentText() == "fixed (IHC)"
+    widget.add_layer_pair()
+    assert widget.pair_list.item(0).text().endswith("(+ landmarks)")
+    configure(widget, steps=100_000, per_epoch=2)
+    updates = []
+    widget.updated.connect(updates.append)
+    widget.start_button.click()
+    assert widget.worker is not None and not widget.save_button.isEnabled()
+    qtbot.waitUntil(lambda: sum(getattr(u, "loss", None) is not None for u in updates) >= 3, timeout=TIMEOUT_MS)
+    widget.stop_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert not messages
+    assert updates[-1].state == "stopped" and widget.outcome.stopped
+    assert len(widget.loss_line.get_xdata()) >= 3 and len(widget.val_line.get_xdata()) >= 2
+    assert any(u.metrics.get("val_rtre") is not None for u in updates[1:])  # the landmark layers give rTRE
+    assert "left" in widget.progress.format() and widget.save_button.isEnabled()
+    widget.save(tmp_path / "tuned.safetensors")
+    model = load_model(tmp_path / "tuned.safetensors")
+    assert isinstance(model, AffineNet) and model.config.width == 8
+    assert read_model_metadata(tmp_path / "tuned.safetensors")["extra"]["training"]["working_size"] == 128
+
+    widget.use_for_registration()  # no Register widget open: a clear message, nothing else
+    assert "Register sections" in messages.pop()
+    _, register_widget = viewer.window.add_plugin_dock_widget("napari-histoaffine", "Register sections")
+    widget.use_for_registration()
+    assert register_widget.model_combo.currentText() == WEIGHTS_FILE
+    assert register_widget._model() == str(widget.model_path)
+
+
+def test_stop_during_a_step_is_prompt(qtbot, setup):
+    """Full-size network, 8 pairs per step: Stop in the middle of a step ends the run within seconds."""
+    _, widget, _ = setup
+    widget.add_layer_pair()
+    configure(widget, steps=1000, per_epoch=1000, size=384, width=32, accumulation=8)
+    updates = []
+    widget.updated.connect(updates.append)
+    widget.start_button.click()
+    qtbot.waitUntil(lambda: any(getattr(u, "state", "") == "training" for u in updates), timeout=TIMEOUT_MS)
+    qtbot.wait(300)  # inside the first step's pairs
+    start = time.monotonic()
+    widget.stop_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert time.monotonic() - start < 10
+    assert widget.outcome.stopped and widget.outcome.steps == 0 and widget.model_path.is_file()
+
+
+def test_fine_tuning_raises_the_pairs_ncc(qtbot, setup, tmp_path):
+    """From a new (identity) network, 20 seeded steps on the sample pair; augmentation off to keep it short.
+
+    An untrained network returns the identity, so its registration NCC is the pose search's; the
+    fine-tuned network must correct the residual shear/scale the pose leaves (≈0.56 → ≈0.76).
+    """
+    _, widget, messages = setup
+    widget.add_layer_pair()
+    configure(widget, steps=20, per_epoch=10, augmentation=0.0)
+    widget.start_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert not messages and not widget.outcome.stopped and widget.outcome.steps == 20
+    widget.save(tmp_path / "tuned.safetensors")
+    pair = make_pair()
+    options = dict(refine=False, working_size=128)
+    torch.manual_seed(0)
+    before = register(pair.moving, pair.fixed, model=AffineNet(load_model(tmp_path / "tuned.safetensors").config), **options)
+    after = register(pair.moving, pair.fixed, model=load_model(tmp_path / "tuned.safetensors"), **options)
+    assert before.ncc_after == pytest.approx(register(pair.moving, pair.fixed, model=None, **options).ncc_after)
+    assert after.ncc_after > before.ncc_after + 0.1
