@@ -33,26 +33,30 @@ class PreparedImage:
     to_input: np.ndarray
 
 
-def to_grayscale(image: np.ndarray) -> np.ndarray:
-    """Grayscale float32 in [0, 1] from gray, RGB or RGBA of any integer or float dtype."""
+def to_float(image: np.ndarray) -> np.ndarray:
+    """Float32 in [0, 1] of gray, RGB or RGBA of any integer or float dtype (alpha dropped, colour kept)."""
     img = np.asarray(image)
-    if img.ndim == 3 and img.shape[-1] in (3, 4):
-        rgb = img[..., :3].astype(np.float32)
-        gray = rgb @ np.array([0.2125, 0.7154, 0.0721], np.float32)
+    if img.ndim == 3 and img.shape[-1] == 4:
+        img = img[..., :3]
     elif img.ndim == 3 and img.shape[-1] in (1, 2):
-        gray = img[..., 0].astype(np.float32)
-    elif img.ndim == 2:
-        gray = img.astype(np.float32)
-    else:
+        img = img[..., 0]
+    elif img.ndim != 2 and not (img.ndim == 3 and img.shape[-1] == 3):
         raise InputError(f"expected a 2-D image (gray, RGB or RGBA), got an array of shape {img.shape}")
+    out = img.astype(np.float32)
     if np.issubdtype(img.dtype, np.integer):
-        top = float(np.iinfo(img.dtype).max) if img.dtype.itemsize == 1 else max(float(gray.max()), 1.0)
-        gray = gray / top
-    else:
-        lo, hi = float(np.nanmin(gray)), float(np.nanmax(gray))
+        top = float(np.iinfo(img.dtype).max) if img.dtype.itemsize == 1 else max(float(out.max(initial=0.0)), 1.0)
+        out /= top
+    elif out.size:
+        lo, hi = float(np.nanmin(out)), float(np.nanmax(out))
         if lo < 0.0 or hi > 1.0:
-            gray = (gray - lo) / max(hi - lo, 1e-12)
-    return np.nan_to_num(np.clip(gray, 0.0, 1.0))
+            out = (out - lo) / max(hi - lo, 1e-12)
+    return np.nan_to_num(np.clip(out, 0.0, 1.0))
+
+
+def to_grayscale(image: np.ndarray) -> np.ndarray:
+    """Grayscale float32 in [0, 1] (luminance of colour images)."""
+    img = to_float(image)
+    return img @ np.array([0.2125, 0.7154, 0.0721], np.float32) if img.ndim == 3 else img
 
 
 def working_factor(shapes, working_size: int = DEFAULT_WORKING_SIZE) -> float:

@@ -40,7 +40,7 @@ from .errors import InputError
 from .io import atomic_write, read_image, read_landmarks, read_pairs_table, write_json
 from .metrics import image_diagonal
 from .network import AffineNet, NetworkConfig, count_parameters, file_sha256, load_model, read_model_metadata, save_model
-from .preprocess import DEFAULT_WORKING_SIZE, prepare, prepare_pair, working_factor
+from .preprocess import DEFAULT_WORKING_SIZE, prepare, prepare_pair, to_float, working_factor
 from .rotation import search_pose
 from .similarity import ncc, smooth
 
@@ -151,23 +151,9 @@ class TrainingData:
     description: dict = field(default_factory=dict)
 
 
-def _to_float_image(image: np.ndarray) -> np.ndarray:
-    img = np.asarray(image)
-    if img.ndim == 3 and img.shape[-1] == 4:
-        img = img[..., :3]
-    if img.ndim == 3 and img.shape[-1] in (1, 2):
-        img = img[..., 0]
-    if np.issubdtype(img.dtype, np.integer):
-        top = float(np.iinfo(img.dtype).max) if img.dtype.itemsize == 1 else max(float(img.max()), 1.0)
-        return (img.astype(np.float32) / top).clip(0, 1)
-    img = img.astype(np.float32)
-    lo, hi = float(img.min()), float(img.max())
-    return img if lo >= 0 and hi <= 1 else (img - lo) / max(hi - lo, 1e-12)
-
-
 def _resize(image: np.ndarray, factor: float) -> np.ndarray:
     """Anti-aliased resize of a gray or channel-last float image (same rounding as preprocess.resample)."""
-    img = _to_float_image(image)
+    img = to_float(image)
     shape = (max(1, round(img.shape[0] * factor)), max(1, round(img.shape[1] * factor)))
     if shape == img.shape[:2]:
         return img
@@ -181,7 +167,7 @@ def ihc_pairs(crops: bool = True) -> list[TrainingPair]:
     """scikit-image's immunohistochemistry sample as a self pair (plus a random-crop variant)."""
     from skimage import data
 
-    image = _to_float_image(data.immunohistochemistry())
+    image = to_float(data.immunohistochemistry())
     pairs = [TrainingPair("ihc", image, image)]
     if crops:
         pairs.append(TrainingPair("ihc-crops", image, image, random_crop=True))
@@ -288,7 +274,7 @@ def stain_jitter(image: np.ndarray, rng: np.random.Generator, strength: float = 
     """Random restaining: per-channel scale and shift in HED space (RGB only), then brightness and contrast."""
     from skimage.color import hed2rgb, rgb2hed
 
-    img = _to_float_image(image)
+    img = to_float(image)
     if img.ndim == 3 and strength > 0:
         hed = rgb2hed(img)
         scale = rng.uniform(1 - strength, 1 + strength, 3)
