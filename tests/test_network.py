@@ -162,3 +162,16 @@ def test_gradients_reach_every_parameter():
     for name, p in model.named_parameters():
         assert p.grad is not None, name
         assert p.grad.abs().sum() > 0, f"no gradient for {name}"
+
+
+def test_output_depends_on_the_input_once_the_head_has_weights():
+    """Regression: normalisation right before global pooling made the head see a constant."""
+    torch.manual_seed(0)
+    model = AffineNet()
+    torch.nn.init.normal_(model.fc2.weight, std=0.1)
+    moving = torch.rand(1, 1, 224, 224)
+    shifted = torch.roll(moving, shifts=(9, -7), dims=(2, 3))
+    with torch.no_grad():
+        same = model(moving, moving)
+        different = model(shifted, moving)
+    assert (same - different).abs().max() > 1e-3

@@ -152,8 +152,11 @@ class AffineNet(nn.Module):
             cin = cfg.combiner_channels
         self.combiner = nn.Sequential(*layers)
         self.patch_combiner = _conv_norm_relu(cfg.combiner_channels, cfg.global_channels, cfg.groups, dims=3)
-        # One shared strided 2-D conv, applied a number of times that grows with the patch grid.
-        self.global_conv = _conv_norm_relu(cfg.global_channels, cfg.global_channels, cfg.groups, stride=2)
+        # One shared strided 2-D conv, applied a number of times that grows with the patch grid. No
+        # normalisation here: GroupNorm right before global pooling would normalise away the very
+        # per-channel means the pooling passes on, leaving the head an input-independent constant.
+        self.global_conv = nn.Sequential(
+            nn.Conv2d(cfg.global_channels, cfg.global_channels, 3, stride=2, padding=1), nn.ReLU(inplace=True))
         self.fc1 = nn.Linear(cfg.global_channels, cfg.head_hidden)
         self.fc2 = nn.Linear(cfg.head_hidden, 6)
         nn.init.zeros_(self.fc2.weight)

@@ -87,13 +87,13 @@ class TrainingConfig:
     # loss
     loss_weight: str = "valid"            # "none" (whole grid, the paper), "valid" (where both images have pixels),
                                           # "tissue" (valid × fixed tissue mask)
-    loss_sigma: float = 1.0               # Gaussian smoothing of both images inside the loss
+    loss_sigmas: tuple = (1.0, 4.0)       # NCC averaged over these Gaussian smoothings (a wide basin and a sharp peak)
     # data description (for the record and for resuming from the CLI)
     data: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        for key in ("scale_range", "residual_scale_range", "crop_range"):
+        for key in ("scale_range", "residual_scale_range", "crop_range", "loss_sigmas"):
             d[key] = list(d[key])
         return d
 
@@ -101,7 +101,7 @@ class TrainingConfig:
     def from_dict(cls, data: dict) -> "TrainingConfig":
         names = {f.name for f in dataclasses.fields(cls)}
         data = {k: v for k, v in dict(data).items() if k in names}
-        for key in ("scale_range", "residual_scale_range", "crop_range"):
+        for key in ("scale_range", "residual_scale_range", "crop_range", "loss_sigmas"):
             if key in data:
                 data[key] = tuple(float(v) for v in data[key])
         return cls(**data)
@@ -380,8 +380,6 @@ def _similarity(sample: Sample, theta: torch.Tensor, config: TrainingConfig) -> 
     shape = sample.fixed.shape[-2:]
     warped = transforms.warp_tensor(sample.moving, theta, shape)
     fixed = sample.fixed
-    if config.loss_sigma > 0:
-        warped, fixed = smooth(warped, config.loss_sigma), smooth(fixed, config.loss_sigma)
     weight = None
     if config.loss_weight in ("valid", "tissue"):
         weight = transforms.warp_tensor(sample.moving_valid, theta, shape) * sample.fixed_valid
@@ -389,7 +387,7 @@ def _similarity(sample: Sample, theta: torch.Tensor, config: TrainingConfig) -> 
             weight = weight * sample.fixed_mask
     elif config.loss_weight != "none":
         raise ValueError(f"unknown loss_weight {config.loss_weight!r}: use none, valid or tissue")
-    return ncc(warped, fixed, weight)
+    return torch.stack([ncc(smooth(warped, s), smooth(fixed, s), weight) for s in config.loss_sigmas]).mean(0)
 
 
 def _loss(model: AffineNet, sample: Sample, config: TrainingConfig) -> tuple[torch.Tensor, torch.Tensor]:
