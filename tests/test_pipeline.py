@@ -79,3 +79,13 @@ def test_grayscale_and_float_inputs_register(ihc):
 def test_empty_image_is_rejected_with_a_clear_error(ihc):
     with pytest.raises(InputError, match="empty"):
         register(np.zeros((0, 10, 3), np.uint8), ihc, model=None)
+
+
+def test_an_untrained_network_keeps_the_pose_and_its_stage_is_reported(ihc):
+    from napari_histoaffine.network import AffineNet
+
+    moving, _ = known_pair(ihc, 75.0, 1.05)
+    pose_only = register(moving, ihc, model=None, refine=False)
+    with_network = register(moving, ihc, model=AffineNet(), refine=False)  # identity at initialisation
+    assert with_network.stages == ["preprocess", "pose search", "network"]
+    np.testing.assert_allclose(with_network.matrix, pose_only.matrix, atol=1e-4)

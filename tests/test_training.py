@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from napari_histoaffine import transforms
+from napari_histoaffine.errors import InputError
 from napari_histoaffine.network import AffineNet, NetworkConfig, load_model, read_model_metadata
 from napari_histoaffine.training import (TrainingConfig, TrainingPair, add_train_arguments, ihc_pairs,
                                          make_sample, run_train, stain_jitter, train)
@@ -147,7 +148,9 @@ def test_fine_tune_a_given_model_and_cli(tmp_path, capsys):
     assert read_model_metadata(tmp_path / "last.safetensors")["extra"]["step"] == 3
     # fine-tune an existing model object
     torch.manual_seed(0)
-    model = AffineNet(NetworkConfig(**TINY))
+    model = AffineNet(NetworkConfig(**TINY, input_long_side=SIZE))
     outcome = train(_tiny_config(steps=1, validate_every=100), ihc_pairs(crops=False), model=model)
     assert outcome.model is model
+    with pytest.raises(InputError, match="works at"):
+        train(_tiny_config(steps=1, working_size=2 * SIZE), ihc_pairs(crops=False), model=model)
     assert run_train(parser.parse_args(["--steps", "1", "--out", str(tmp_path / "x"), "--quiet"])) == 2

@@ -55,6 +55,7 @@ class NetworkConfig:
     combiner_layers: int = 2
     global_channels: int = 128
     head_hidden: int = 64
+    input_long_side: int = 224           # long side (px) of the working images the network is trained on and fed
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -20,19 +20,29 @@ from .network import AffineNet
 from .preprocess import DEFAULT_WORKING_SIZE, PreparedImage, prepare_pair
 from .refine import refine_affine, structure_similarity
 from .results import Pose, Progress, RegistrationResult
-from .rotation import search_pose
+from .rotation import downsample, search_pose
 
 STAGES = ("preprocess", "pose search", "network", "refinement")
 
 
 def _network_starts(model: AffineNet, moving: PreparedImage, fixed: PreparedImage, poses: list[Pose]) -> list[np.ndarray]:
-    """Each pose followed by the network's affine correction (working moving → fixed matrices)."""
-    shape = fixed.image.shape
-    warped = np.stack([transforms.warp_image(moving.image, p.matrix, shape) for p in poses])
-    fixed_t = torch.from_numpy(fixed.image)[None, None].expand(len(poses), 1, *shape)
+    """Each pose followed by the network's affine correction (working moving → fixed matrices).
+
+    The network sees the posed moving image and the fixed image at the size it was trained on; its
+    theta lives in normalised coordinates of the fixed grid, which no resampling changes.
+    """
+    long_side = model.config.input_long_side
+    fixed_small, f_to_small = downsample(fixed.image, long_side)
+    moving_small, m_to_small = downsample(moving.image, round(long_side * max(moving.image.shape) / max(fixed.image.shape)))
+    shape = fixed_small.shape[-2:]
+    thetas = torch.from_numpy(np.stack([
+        transforms.to_theta(transforms.compose(transforms.invert(m_to_small), p.matrix, f_to_small), moving_small.shape[-2:],
+                            shape) for p in poses])).float()
     with torch.inference_mode():
-        thetas = model(torch.from_numpy(warped)[:, None], fixed_t).numpy()
-    return [transforms.compose(p.matrix, transforms.from_theta(t, shape, shape)) for p, t in zip(poses, thetas)]
+        posed = transforms.warp_tensor(moving_small, thetas, shape)
+        corrections = model(posed, fixed_small.expand_as(posed)).numpy()
+    return [transforms.compose(p.matrix, transforms.from_theta(t, fixed.image.shape, fixed.image.shape))
+            for p, t in zip(poses, corrections)]
 
 
 def _tissue_overlap(moving: PreparedImage, fixed: PreparedImage, matrix: np.ndarray) -> float:

@@ -574,7 +574,10 @@ def train(config: TrainingConfig, pairs, *, validation: list | None = None, mode
             history = _read_log(log_path, start_step)
     elif model is None:
         torch.manual_seed(config.seed)
-        model = AffineNet(NetworkConfig.from_dict(config.network))
+        model = AffineNet(NetworkConfig.from_dict({**config.network, "input_long_side": config.working_size}))
+    if model.config.input_long_side != config.working_size:
+        raise InputError(f"the network works at {model.config.input_long_side} px: train it at that working size, "
+                         f"not {config.working_size}")
     model.train()
 
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)

@@ -296,8 +296,11 @@ class TrainingWidget(QWidget):
         try:
             if not self.sources:
                 raise InputError("Add at least one training pair (layers, a pairs table or a folder)")
+            model = self._start_model()
+            if model is not None:  # a network is fine-tuned at the size it works at
+                self.size_spin.setValue(model.config.input_long_side)
             config = self.config()
-            sources, model = self._resolved_sources(config.working_size), self._start_model()
+            sources = self._resolved_sources(config.working_size)
         except (HistoAffineError, OSError) as exc:
             show_error(str(exc))
             return
