@@ -155,9 +155,10 @@ class AffineNet(nn.Module):
         self.patch_combiner = _conv_norm_relu(cfg.combiner_channels, cfg.global_channels, cfg.groups, dims=3)
         # One shared strided 2-D conv, applied a number of times that grows with the patch grid. No
         # normalisation here: GroupNorm right before global pooling would normalise away the very
-        # per-channel means the pooling passes on, leaving the head an input-independent constant.
+        # per-channel means the pooling passes on, leaving the head an input-independent constant;
+        # leaky units, because dead ReLUs there had the same effect in training.
         self.global_conv = nn.Sequential(
-            nn.Conv2d(cfg.global_channels, cfg.global_channels, 3, stride=2, padding=1), nn.ReLU(inplace=True))
+            nn.Conv2d(cfg.global_channels, cfg.global_channels, 3, stride=2, padding=1), nn.LeakyReLU(0.1, inplace=True))
         self.fc1 = nn.Linear(cfg.global_channels, cfg.head_hidden)
         self.fc2 = nn.Linear(cfg.head_hidden, 6)
         nn.init.zeros_(self.fc2.weight)
@@ -195,7 +196,7 @@ class AffineNet(nn.Module):
         for _ in range(self.num_global_convs(gy, gx)):
             x = self.global_conv(x)
         x = F.adaptive_avg_pool2d(x, 1).flatten(1)
-        x = F.relu(self.fc1(x), inplace=True)
+        x = F.leaky_relu(self.fc1(x), 0.1, inplace=True)
         return self.fc2(x).view(n, 2, 3)
 
 
