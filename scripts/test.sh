@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-xvfb-run -a .venv/bin/python -m pytest "$@"
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} xvfb-run -a .venv/bin/python -m pytest "$@"

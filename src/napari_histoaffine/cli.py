@@ -69,9 +69,8 @@ def _run_register(args: argparse.Namespace) -> int:
     paths = {"moving_image": args.moving, "fixed_image": args.fixed,
              "moving_landmarks": args.moving_landmarks, "fixed_landmarks": args.fixed_landmarks}
     io.write_json(out / "transform.json", {**result.to_dict(), **{k: v and str(Path(v).resolve()) for k, v in paths.items()}})
-    full = moving if moving.level == 0 else io.read_image(args.moving)
-    warped = transforms.warp_image(full.data, result.matrix, result.fixed_shape)
-    io.write_image(out / "warped.png", _to_uint8(warped, full.data.dtype))
+    warped, dtype, note = _preview(args.moving, moving, result)
+    io.write_image(out / "warped.png", _to_uint8(warped, dtype))
 
     flip = ", mirrored" if result.flipped else ""
     stages = ", ".join(f"{s} {t * 1000:.0f} ms" for s, t in result.timings.items())
@@ -82,8 +81,24 @@ def _run_register(args: argparse.Namespace) -> int:
         if target is not None:
             stats = metrics.landmark_stats(moved, target, diagonal, initial_xy=source)
             line += f"; rTRE median {stats.rtre_median:.4f} mean {stats.rtre_mean:.4f} max {stats.rtre_max:.4f}"
-    print(line)
+    print(line + note)
     return 0
+
+
+PREVIEW_MAX = 4096  # long side of warped.png for whole-slide images; `histoaffine warp` writes full resolution
+
+
+def _preview(moving_path, moving: io.ImageLevel, result) -> tuple[np.ndarray, np.dtype, str]:
+    """The moving image warped onto the fixed grid, reduced to PREVIEW_MAX px for slides (read from their pyramid)."""
+    scale = min(1.0, PREVIEW_MAX / max(result.fixed_shape))
+    if scale == 1.0:
+        full = moving if moving.level == 0 else io.read_image(moving_path)
+        return transforms.warp_image(full.data, result.matrix, result.fixed_shape), full.data.dtype, ""
+    shape = tuple(max(1, round(v * scale)) for v in result.fixed_shape)
+    level = io.read_image(moving_path, max_long_side=int(np.ceil(max(moving.full_shape) * scale)))
+    matrix = transforms.compose(level.to_full, result.matrix, transforms.resample_matrix(result.fixed_shape, shape))
+    return (transforms.warp_image(level.data, matrix, shape), level.data.dtype,
+            f"; warped.png is {shape[0]}x{shape[1]} px (full resolution: histoaffine warp)")
 
 
 def _add_register(subparsers) -> None:
@@ -123,14 +138,35 @@ def _add_demo(subparsers) -> None:
     p.set_defaults(func=_run_demo)
 
 
+def _batch_options() -> argparse.ArgumentParser:
+    """Options shared by the subcommands that run a table of pairs."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("batch")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive_int, metavar="N",
+                       help="run pairs as tasks on a local dask cluster of N processes")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run pairs on a running dask.distributed cluster (its workers must see the same paths)")
+    group.add_argument("--resume", action="store_true",
+                       help="skip pairs that a previous run into --out finished (their row in results.csv "
+                            "and their output file exist)")
+    return parent
+
+
 def _run_evaluate(args: argparse.Namespace) -> int:
-    results = evaluation.evaluate_table(args.pairs, args.out, **_register_options(args))
+    if args.workers or args.scheduler or args.resume:
+        from . import batch
+
+        results = batch.run_batch(args.pairs, args.out, workers=args.workers, scheduler=args.scheduler,
+                                  resume=args.resume, **_register_options(args))
+    else:
+        results = evaluation.evaluate_table(args.pairs, args.out, **_register_options(args))
     print(evaluation.format_summary(evaluation.summarize(results)), end="")
     return 0
 
 
 def _add_evaluate(subparsers) -> None:
-    p = subparsers.add_parser("evaluate", parents=[_registration_options()],
+    p = subparsers.add_parser("evaluate", parents=[_registration_options(), _batch_options()],
                               help="register every pair of an ANHIR/BIRL table and score it with landmarks",
                               description="Writes <Case>.csv, times.csv, results.csv, summary.md and "
                                           "rtre_histogram.png to --out.")
@@ -149,12 +185,95 @@ def _add_train(subparsers) -> None:
     p.set_defaults(func=run_train)
 
 
+def _run_register_batch(args: argparse.Namespace) -> int:
+    from . import batch
+
+    results = batch.run_batch(args.pairs, args.out, workers=args.workers, scheduler=args.scheduler,
+                              resume=args.resume, require_landmarks=False, save_transform=True,
+                              **_register_options(args))
+    failed = int((results["error"] != "").sum())
+    print(f"registered {len(results) - failed} of {len(results)} pairs into {args.out}"
+          + (f"; {failed} failed (see results.csv)" if failed else ""))
+    if results["rtre_median"].notna().any():
+        print(evaluation.format_summary(evaluation.summarize(results)), end="")
+    return 0
+
+
+def _add_register_batch(subparsers) -> None:
+    p = subparsers.add_parser("register-batch", parents=[_registration_options(), _batch_options()],
+                              help="register every pair of a table (landmarks optional)",
+                              description="Like evaluate, but landmarks are optional: writes <Case>.json "
+                                          "(the transform), <Case>.csv where the pair has landmarks, times.csv, "
+                                          "results.csv and summary.md to --out.")
+    p.add_argument("pairs", metavar="PAIRS.csv")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(func=_run_register_batch)
+
+
+def _run_warp(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from . import slides
+
+    try:
+        saved = json.loads(Path(args.transform).read_text(encoding="utf-8"))
+        matrix = np.asarray(saved["matrix"], float).reshape(3, 3)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise HistoAffineError(f"not a transform file (needs a 3x3 'matrix'): {args.transform}") from exc
+    moving_shape = slides.image_shape(args.moving)
+    if saved.get("moving_shape") and tuple(saved["moving_shape"][:2]) != moving_shape:
+        raise HistoAffineError(f"MOVING is {moving_shape[0]}x{moving_shape[1]} px but the transform was computed "
+                               f"for a {saved['moving_shape'][0]}x{saved['moving_shape'][1]} px moving image")
+    if args.like:
+        fixed_shape = slides.image_shape(args.like)
+        if saved.get("fixed_shape") and tuple(saved["fixed_shape"][:2]) != fixed_shape:
+            raise HistoAffineError(f"FIXED is {fixed_shape[0]}x{fixed_shape[1]} px but the transform was computed "
+                                   f"for a {saved['fixed_shape'][0]}x{saved['fixed_shape'][1]} px fixed image")
+    elif saved.get("fixed_shape"):
+        fixed_shape = tuple(int(v) for v in saved["fixed_shape"][:2])
+    else:
+        raise HistoAffineError("the transform file has no fixed_shape: give --like FIXED")
+    marks = list(np.linspace(0.1, 1.0, 10))
+
+    def report(fraction: float) -> None:
+        while marks and fraction >= marks[0] - 1e-9:
+            print(f"[{marks.pop(0):4.0%}] warping", file=sys.stderr, flush=True)
+
+    start = time.perf_counter()
+    compression = None if args.compression == "none" else args.compression
+    shapes = slides.warp_to_ome_tiff(args.moving, matrix, fixed_shape, args.out, tile=args.tile,
+                                     compression=compression, quality=args.quality, progress=report)
+    seconds = time.perf_counter() - start
+    print(f"wrote {args.out}: {fixed_shape[0]}x{fixed_shape[1]} px, {len(shapes)} levels, {seconds:.1f} s "
+          f"({fixed_shape[0] * fixed_shape[1] / 1e6 / seconds:.1f} MPx/s)")
+    return 0
+
+
+def _add_warp(subparsers) -> None:
+    p = subparsers.add_parser("warp", help="apply a transform to a full-resolution slide, writing a pyramidal OME-TIFF",
+                              description="Warp MOVING at full resolution with TRANSFORM.json (from register or "
+                                          "register-batch) onto the grid of FIXED, tile by tile, and write a tiled, "
+                                          "pyramidal OME-TIFF that slide viewers and napari open.")
+    p.add_argument("moving", metavar="MOVING")
+    p.add_argument("transform", metavar="TRANSFORM.json")
+    p.add_argument("--like", metavar="FIXED", help="image whose geometry the output takes "
+                                                   "(default: the transform's fixed_shape)")
+    p.add_argument("--out", required=True, metavar="OUT.ome.tif")
+    p.add_argument("--compression", choices=("auto", "jpeg", "zlib", "lzw", "none"), default="auto",
+                   help="tile compression (default: JPEG for 8-bit gray/RGB, zlib otherwise)")
+    p.add_argument("--quality", type=_positive_int, default=90, metavar="Q", help="JPEG quality (default 90)")
+    p.add_argument("--tile", type=_positive_int, default=1024, metavar="N",
+                   help="width in pixels of the blocks warped at a time (default 1024)")
+    p.set_defaults(func=_run_warp)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``histoaffine`` parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="histoaffine", description="Affine registration of histology sections.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_register, _add_evaluate, _add_train, _add_demo):
+    for add in (_add_register, _add_evaluate, _add_train, _add_register_batch, _add_warp, _add_demo):
         add(subparsers)
     return parser
 

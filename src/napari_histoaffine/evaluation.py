@@ -44,29 +44,43 @@ def _prefixed(prefix: str, stats: metrics.LandmarkStats) -> dict:
     return {f"{prefix}rtre_{k}": getattr(stats, f"rtre_{k}") for k in ("median", "mean", "max")}
 
 
-def evaluate_pair(pair: io.Pair, out_dir, **register_options) -> dict:
+def evaluate_pair(pair: io.Pair, out_dir, *, require_landmarks: bool = True, save_transform: bool = False,
+                  **register_options) -> dict:
     """Register one pair, write ``out_dir/<Case>.csv`` and return its row of results.
 
     Never raises for per-pair problems: the row's ``error`` holds the message and no ``<Case>.csv``
-    is left behind (a stale one is removed first).
+    is left behind (a stale one is removed first). With ``require_landmarks=False`` a pair without
+    landmarks is registered and left unscored; ``save_transform`` also writes ``<Case>.json`` (the
+    transform file format of the CLI).
     """
     row = {"Case": pair.case, **dict.fromkeys(_ROW, float("nan")), "success": False}
     result_csv = Path(out_dir) / f"{pair.case}.csv"
+    result_json = Path(out_dir) / f"{pair.case}.json"
     error = ""
     try:
         result_csv.unlink(missing_ok=True)
-        if not (pair.moving_landmarks and pair.fixed_landmarks):
+        if save_transform:
+            result_json.unlink(missing_ok=True)
+        scored = bool(pair.moving_landmarks and pair.fixed_landmarks)
+        if require_landmarks and not scored:
             raise InputError(f"case {pair.case} has no source or target landmarks")
-        source, target = io.read_landmarks(pair.moving_landmarks), io.read_landmarks(pair.fixed_landmarks)
+        if scored:
+            source, target = io.read_landmarks(pair.moving_landmarks), io.read_landmarks(pair.fixed_landmarks)
         moving, fixed = read_pair(pair.moving_image, pair.fixed_image,
                                   register_options.get("working_size", DEFAULT_WORKING_SIZE))
         diagonal = metrics.image_diagonal(fixed.full_shape)
-        row.update(_prefixed("initial_", metrics.landmark_stats(source, target, diagonal)), diagonal=diagonal)
+        if scored:
+            row.update(_prefixed("initial_", metrics.landmark_stats(source, target, diagonal)), diagonal=diagonal)
         result = register_levels(moving, fixed, **register_options)
-        warped = transforms.apply_to_points(result.matrix, source)
-        io.write_landmarks(result_csv, warped)
-        stats = metrics.landmark_stats(warped, target, diagonal, initial_xy=source)
-        row.update(stats.as_dict(), seconds=result.seconds, rotation_deg=result.rotation_deg, flipped=result.flipped,
+        if save_transform:
+            paths = {"moving_image": pair.moving_image, "fixed_image": pair.fixed_image,
+                     "moving_landmarks": pair.moving_landmarks, "fixed_landmarks": pair.fixed_landmarks}
+            io.write_json(result_json, {**result.to_dict(), **paths})
+        if scored:
+            warped = transforms.apply_to_points(result.matrix, source)
+            io.write_landmarks(result_csv, warped)
+            row.update(metrics.landmark_stats(warped, target, diagonal, initial_xy=source).as_dict())
+        row.update(seconds=result.seconds, rotation_deg=result.rotation_deg, flipped=result.flipped,
                    ncc_before=result.ncc_before, ncc_after=result.ncc_after,
                    **{f"seconds_{stage.replace(' ', '_')}": t for stage, t in result.timings.items()})
     except HistoAffineError as exc:
@@ -99,7 +113,7 @@ def _landmark_rtre(pairs: list[io.Pair], results: pd.DataFrame, out_dir: Path) -
     """Every landmark's rTRE before and after registration (identity where a pair failed)."""
     before, after = [], []
     for pair, diagonal in zip(pairs, results["diagonal"]):
-        if np.isnan(diagonal):
+        if np.isnan(diagonal) or not (pair.moving_landmarks and pair.fixed_landmarks):
             continue
         source, target = io.read_landmarks(pair.moving_landmarks), io.read_landmarks(pair.fixed_landmarks)
         result_csv = out_dir / f"{pair.case}.csv"
@@ -129,22 +143,44 @@ def plot_rtre_histogram(before: np.ndarray, after: np.ndarray, path) -> None:
 
 
 def evaluate_table(pairs_csv, out_dir, *, progress: bool = True, **register_options) -> pd.DataFrame:
-    """Evaluate every pair of an ANHIR/BIRL table; writes per-case CSVs, times, results, summary and plot."""
+    """Evaluate every pair of an ANHIR/BIRL table; writes per-case CSVs, times, results, summary and plot.
+
+    :func:`napari_histoaffine.batch.run_batch` does the same on a dask cluster, with resume.
+    """
     pairs = io.read_pairs_table(pairs_csv)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = [evaluate_pair(pair, out, **register_options)
             for pair in tqdm(pairs, desc="evaluate", unit="pair", disable=not progress)]
-    results = pd.DataFrame(rows)
-    results = results[[c for c in results.columns if c != "error"] + ["error"]]
-    with io.atomic_write(out / "times.csv") as f:
-        results[["Case", "seconds"]].to_csv(f, index=False)
+    return write_outputs(pairs_csv, pairs, rows, out)
+
+
+def results_frame(pairs: list[io.Pair], rows: list[dict]) -> pd.DataFrame:
+    """Rows (any order, one per case) as the results table: in the order of ``pairs``, ``error`` last."""
+    by_case = {row["Case"]: row for row in rows}
+    results = pd.DataFrame([by_case[p.case] for p in pairs if p.case in by_case])
+    return results[[c for c in results.columns if c != "error"] + ["error"]]
+
+
+def write_outputs(pairs_csv, pairs: list[io.Pair], rows: list[dict], out_dir, *, partial: bool = False) -> pd.DataFrame:
+    """Write ``times.csv``, ``results.csv``, ``summary.md`` and ``rtre_histogram.png`` for finished rows.
+
+    The one writer of the serial and the distributed evaluation; ``partial`` writes ``results.csv`` only
+    (progress that ``--resume`` can pick up after an interruption).
+    """
+    out = Path(out_dir)
+    results = results_frame(pairs, rows)
     with io.atomic_write(out / "results.csv") as f:
         results.to_csv(f, index=False)
+    if partial:
+        return results
+    with io.atomic_write(out / "times.csv") as f:
+        results[["Case", "seconds"]].to_csv(f, index=False)
     failed = results.loc[results["error"] != "", ["Case", "error"]]
     with io.atomic_write(out / "summary.md") as f:
         f.write(f"# Evaluation of {Path(pairs_csv).resolve()}\n\n{format_summary(summarize(results))}")
         f.writelines(["\n## Errors\n\n"] + [f"- {c}: {e}\n" for c, e in failed.itertuples(index=False)]
                      if len(failed) else [])
-    plot_rtre_histogram(*_landmark_rtre(pairs, results, out), out / "rtre_histogram.png")
+    done = [p for p in pairs if p.case in set(results["Case"])]
+    plot_rtre_histogram(*_landmark_rtre(done, results, out), out / "rtre_histogram.png")
     return results

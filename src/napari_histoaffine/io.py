@@ -143,23 +143,25 @@ def read_image(path, max_long_side: int | None = None) -> ImageLevel:
 def open_pyramid(path) -> list:
     """Lazy dask arrays, one per pyramid level, largest first (one element for a flat image).
 
-    Each level is read on first compute as a single chunk, reopening the file, so no handle stays open.
+    Chunks of tiled or stripped levels are whole TIFF tiles (see :func:`slides.open_level`): showing or
+    reading part of a level decodes only the tiles it touches; each read reopens the file, so no handle
+    stays open.
     """
-    import dask
     import dask.array as da
+
+    from .slides import open_level
 
     p = _check_exists(path)
     if not _is_tiff(p):
         return [da.from_array(_read_flat(p))]
     try:
         with tifffile.TiffFile(p) as tif:
-            specs = [(layout[2], lvl.dtype) for lvl, layout in _tiff_levels(tif, p)]
+            count = len(_tiff_levels(tif, p))
+        return [open_level(p, i) for i in range(count)]
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"Cannot read image {p}: {_one_line(exc)}") from exc
-    read = dask.delayed(_read_tiff_level, pure=True)
-    return [da.from_delayed(read(str(p), i), shape=shape, dtype=dtype) for i, (shape, dtype) in enumerate(specs)]
 
 
 @contextlib.contextmanager

@@ -126,6 +126,8 @@ class RegisterWidget(QWidget):
         self.export_transform_button.clicked.connect(self._ask_export_transform)
         self.export_points_button = QPushButton("Export landmarks…")
         self.export_points_button.clicked.connect(self._ask_export_landmarks)
+        self.export_slide_button = QPushButton("Export warped slide…")
+        self.export_slide_button.clicked.connect(self._ask_export_slide)
         self.table = LandmarkTable()
 
         result_box = QGroupBox("Result")
@@ -134,7 +136,7 @@ class RegisterWidget(QWidget):
         box.addWidget(QLabel("Pose candidates (angle, mirror, score):"))
         box.addWidget(self.candidates)
         for row in ((self.try_button, self.overlay_button), (self.refit_button, self.reset_button),
-                    (self.export_transform_button, self.export_points_button)):
+                    (self.export_transform_button, self.export_points_button), (self.export_slide_button,)):
             line = QHBoxLayout()
             for button in row:
                 line.addWidget(button)
@@ -154,7 +156,7 @@ class RegisterWidget(QWidget):
 
     def _set_result_enabled(self, enabled: bool) -> None:
         for w in (self.try_button, self.overlay_button, self.refit_button, self.export_transform_button,
-                  self.export_points_button):
+                  self.export_points_button, self.export_slide_button):
             w.setEnabled(enabled)
 
     def _refresh_choices(self, event=None) -> None:
@@ -451,6 +453,31 @@ class RegisterWidget(QWidget):
     def _ask_export_landmarks(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export mapped landmarks", "registered_landmarks.csv", "CSV (*.csv)")
         self._export(self.export_landmarks, path)
+
+    def export_slide(self, path):
+        """Warp the moving layer's file at full resolution onto the fixed grid as a pyramidal OME-TIFF (a worker)."""
+        from .. import slides
+
+        source = getattr(self._layers[1].source, "path", None)
+        if not source or not Path(source).is_file():
+            raise InputError(f"Layer '{self._layers[1].name}' has no file on disk to warp at full resolution")
+        worker = thread_worker(slides.warp_to_ome_tiff)(source, self.result.matrix, self.result.fixed_shape, path)
+        worker.returned.connect(lambda _: show_info(f"Saved {path}"))
+        worker.errored.connect(lambda exc: show_error(f"Export failed: {exc}"))
+        worker.start()
+        return worker
+
+    def _ask_export_slide(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export warped slide", f"{self._layers[1].name}_registered.ome.tif",
+                                              "OME-TIFF (*.ome.tif)")
+        if not path:
+            return
+        try:
+            self.export_slide(path)
+        except (HistoAffineError, OSError) as exc:
+            show_error(f"Export failed: {exc}")
+            return
+        show_info(f"Writing {path} in the background…")
 
     @staticmethod
     def _export(write, path) -> None:

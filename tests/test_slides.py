@@ -1,0 +1,158 @@
+"""Whole-slide access: tile-level reads, pyramid level choice, tiled warps to pyramidal OME-TIFF, napari reader."""
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_histoaffine import io, slides, transforms
+from napari_histoaffine._napari_io import get_pyramid_reader
+from napari_histoaffine.cli import main
+from napari_histoaffine.errors import InputError
+
+RNG = np.random.default_rng(1)
+
+
+def _image(rows=300, cols=420):
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    smooth = np.stack([xx % 256, yy % 256, (xx // 4 + yy // 8) % 256], -1)
+    return np.clip(smooth + RNG.integers(-20, 20, smooth.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture()
+def slide(tmp_path):
+    """A 300x420 RGB pyramid with 32-px tiles and two halved sub-IFD levels (lossless)."""
+    data = _image()
+    path = tmp_path / "moving.ome.tif"
+    options = dict(tile=(32, 32), photometric="rgb", compression="zlib")
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        tif.write(data, subifds=2, **options)
+        tif.write(data[::2, ::2], subfiletype=1, **options)
+        tif.write(data[::4, ::4], subfiletype=1, **options)
+    return path, data
+
+
+def test_tile_source_reads_only_the_tiles_of_a_region(slide):
+    path, data = slide
+    source = slides.level_sources(path)[0]
+    assert isinstance(source, slides.TileSource) and source.chunk == (32, 32)
+    np.testing.assert_array_equal(source.read(40, 100, 70, 130), data[40:100, 70:130])
+    assert source.decoded == 3 * 3  # rows 32..127, cols 64..159
+    np.testing.assert_array_equal(source.read(-5, 999, 400, 999), data[:, 400:])
+
+
+@pytest.mark.parametrize("kind", ["strips", "gray-tiles"])
+def test_tile_source_strips_and_gray(tmp_path, kind):
+    data = _image()[..., 1]
+    path = tmp_path / "g.tif"
+    options = {"rowsperstrip": 24} if kind == "strips" else {"tile": (48, 64)}
+    tifffile.imwrite(path, data, compression="zlib", **options)
+    source = slides.level_sources(path)[0]
+    assert isinstance(source, slides.TileSource)
+    np.testing.assert_array_equal(source.read(17, 250, 33, 401), data[17:250, 33:401])
+
+
+def test_open_pyramid_chunks_are_tiles_and_values_match(slide):
+    path, data = slide
+    levels = io.open_pyramid(path)
+    level0 = slides.open_level(path, 0, chunk=64)
+    assert level0.chunks[0][:2] == (64, 64) and level0.chunks[1][:2] == (64, 64)
+    np.testing.assert_array_equal(level0[50:170, 10:300].compute(), data[50:170, 10:300])
+    np.testing.assert_array_equal(levels[1].compute(), data[::2, ::2])
+
+
+def test_level_choice_for_warps(slide):
+    path, _ = slide
+    sources = slides.level_sources(path)
+    assert slides.choose_level(sources, np.eye(3)) == (0, 1)
+    assert slides.choose_level(sources, transforms.scaling(2.0)) == (1, 1)
+    assert slides.choose_level(sources, transforms.scaling(3.0)) == (1, 1)
+    assert slides.choose_level(sources, transforms.scaling(9.0)) == (2, 2)  # level 2 (×4) averaged by 2
+    rotated = transforms.compose(transforms.scaling(4.1), transforms.rotation(30))
+    assert slides.choose_level(sources, rotated)[0] == 2
+
+
+MATRIX = transforms.compose(transforms.rotation(17, (210, 150)), transforms.scaling(1.07), transforms.translation(-9, 12))
+
+
+def test_tiled_warp_equals_in_memory_warp_and_is_pyramidal(slide, tmp_path):
+    path, data = slide
+    out = tmp_path / "warped.ome.tif"
+    fixed_shape = (280, 400)
+    shapes = slides.warp_to_ome_tiff(path, MATRIX, fixed_shape, out, tile=64, write_tile=32, compression="zlib")
+    expected = np.clip(np.rint(transforms.warp_image(data, MATRIX, fixed_shape)), 0, 255).astype(np.uint8)
+    with tifffile.TiffFile(out) as tif:
+        assert tif.is_ome and tif.pages[0].is_tiled and tif.pages[0].tilewidth == 32
+        levels = tif.series[0].levels
+        assert [lv.shape for lv in levels] == [(*s, 3) for s in shapes] and shapes[1] == (140, 200)
+        np.testing.assert_array_equal(levels[0].asarray(), expected)
+        half = levels[1].asarray().astype(float)
+    # reduced levels are the same warp sampled on their own grid (from level 0 here: 2 / 1.07 < 2 moving px a pixel)
+    reference = transforms.warp_image(data, transforms.compose(MATRIX, transforms.resample_matrix(fixed_shape, (140, 200))),
+                                      (140, 200))
+    assert np.abs(half - reference).max() <= 1.0
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def test_warp_reads_bounded_regions(slide, tmp_path, monkeypatch):
+    path, _ = slide
+    seen = []
+    original = slides.TileSource.read
+
+    def spy(self, y0, y1, x0, x1):
+        seen.append((y1 - y0) * (x1 - x0))
+        return original(self, y0, y1, x0, x1)
+
+    monkeypatch.setattr(slides.TileSource, "read", spy)
+    slides.warp_to_ome_tiff(path, MATRIX, (280, 400), tmp_path / "w.ome.tif", tile=64, write_tile=32)
+    # a block (32 x 64 px) maps to at most 2 x 2 moving pixels a pixel (coarser → next level): never a level
+    assert seen and max(seen) < 8 * 32 * 64 < 300 * 420
+
+
+def test_warp_cli_output_opens_as_multiscale_layer(slide, tmp_path):
+    path, data = slide
+    transform = tmp_path / "t.json"
+    io.write_json(transform, {"matrix": MATRIX, "moving_shape": list(data.shape[:2]), "fixed_shape": [280, 400]})
+    out = tmp_path / "registered.ome.tif"
+    assert main(["warp", str(path), str(transform), "--out", str(out)]) == 0
+    (layer_data, meta, kind), = get_pyramid_reader(str(out))(str(out))
+    assert kind == "image" and meta["multiscale"] and meta["rgb"]
+    assert [d.shape for d in layer_data][:2] == [(280, 400, 3), (140, 200, 3)]
+    assert np.asarray(layer_data[-1]).dtype == np.uint8
+    fixed = tmp_path / "fixed.png"
+    io.write_image(fixed, np.zeros((100, 100, 3), np.uint8))
+    assert main(["warp", str(path), str(transform), "--like", str(fixed), "--out", str(out)]) == 2  # wrong geometry
+
+
+def test_widget_exports_warped_slide(slide, tmp_path, make_napari_viewer, qtbot, monkeypatch):
+    pytest.importorskip("napari")
+    from napari.layers._source import layer_source
+
+    from napari_histoaffine._qt import register_widget as rw
+    from napari_histoaffine.results import RegistrationResult
+
+    path, data = slide
+    viewer = make_napari_viewer()
+    widget = rw.RegisterWidget(viewer)
+    fixed = viewer.add_image(np.zeros((280, 400, 3), np.uint8), rgb=True, name="fixed")
+    with layer_source(path=str(path)):
+        moving = viewer.add_image(data, rgb=True, name="moving")
+    widget._layers = (fixed, moving, None, None)
+    widget.result = RegistrationResult(MATRIX, data.shape[:2], (280, 400), [], {}, 0.0, 0.0, 0.0, False, [])
+    worker = widget.export_slide(str(tmp_path / "w.ome.tif"))
+    with qtbot.waitSignal(worker.finished, timeout=30_000):
+        pass
+    assert [lv.shape for lv in io.open_pyramid(tmp_path / "w.ome.tif")][0] == (280, 400, 3)
+    widget._layers = (fixed, viewer.add_image(data, rgb=True, name="in memory"), None, None)
+    with pytest.raises(InputError, match="no file on disk"):
+        widget.export_slide(str(tmp_path / "x.ome.tif"))
+
+
+def test_jpeg_tiles_read_lazily(tmp_path):
+    data = _image(256, 320)
+    path = tmp_path / "j.tif"
+    tifffile.imwrite(path, data, tile=(64, 64), photometric="rgb", compression="jpeg")
+    expected = tifffile.imread(path)
+    level = io.open_pyramid(path)[0]
+    np.testing.assert_array_equal(slides.open_level(path, 0, chunk=64)[70:200, 10:250].compute(), expected[70:200, 10:250])
+    np.testing.assert_array_equal(level.compute(), expected)
