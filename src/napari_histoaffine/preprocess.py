@@ -18,6 +18,7 @@ from . import transforms
 from .errors import InputError
 
 DEFAULT_WORKING_SIZE = 384
+LUMINANCE = np.array([0.2125, 0.7154, 0.0721], np.float32)
 
 
 @dataclass(frozen=True)
@@ -33,30 +34,45 @@ class PreparedImage:
     to_input: np.ndarray
 
 
+def _channels(image: np.ndarray) -> np.ndarray:
+    """Gray or RGB view of gray, gray+alpha, RGB or RGBA; anything else is refused."""
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[-1] in (3, 4):
+        return img[..., :3]
+    if img.ndim == 3 and img.shape[-1] in (1, 2):
+        return img[..., 0]
+    if img.ndim != 2:
+        raise InputError(f"expected a 2-D image (gray, RGB or RGBA), got an array of shape {img.shape}")
+    return img
+
+
+def _integer_scale(img: np.ndarray) -> float:
+    """Divisor that maps an integer image to [0, 1]: the dtype's range for 8 bits, else the image maximum."""
+    return float(np.iinfo(img.dtype).max) if img.dtype.itemsize == 1 else max(float(img.max(initial=0)), 1.0)
+
+
+def _float_to_unit(img: np.ndarray) -> np.ndarray:
+    out = np.nan_to_num(img.astype(np.float32))
+    lo, hi = (float(out.min()), float(out.max())) if out.size else (0.0, 1.0)
+    return (out - lo) / max(hi - lo, 1e-12) if lo < 0.0 or hi > 1.0 else out
+
+
 def to_float(image: np.ndarray) -> np.ndarray:
     """Float32 in [0, 1] of gray, RGB or RGBA of any integer or float dtype (alpha dropped, colour kept)."""
-    img = np.asarray(image)
-    if img.ndim == 3 and img.shape[-1] == 4:
-        img = img[..., :3]
-    elif img.ndim == 3 and img.shape[-1] in (1, 2):
-        img = img[..., 0]
-    elif img.ndim != 2 and not (img.ndim == 3 and img.shape[-1] == 3):
-        raise InputError(f"expected a 2-D image (gray, RGB or RGBA), got an array of shape {img.shape}")
-    out = img.astype(np.float32)
+    img = _channels(image)
     if np.issubdtype(img.dtype, np.integer):
-        top = float(np.iinfo(img.dtype).max) if img.dtype.itemsize == 1 else max(float(out.max(initial=0.0)), 1.0)
-        out /= top
-    elif out.size:
-        lo, hi = float(np.nanmin(out)), float(np.nanmax(out))
-        if lo < 0.0 or hi > 1.0:
-            out = (out - lo) / max(hi - lo, 1e-12)
-    return np.nan_to_num(np.clip(out, 0.0, 1.0))
+        return img.astype(np.float32) * np.float32(1.0 / _integer_scale(img))
+    return _float_to_unit(img)
 
 
 def to_grayscale(image: np.ndarray) -> np.ndarray:
-    """Grayscale float32 in [0, 1] (luminance of colour images)."""
-    img = to_float(image)
-    return img @ np.array([0.2125, 0.7154, 0.0721], np.float32) if img.ndim == 3 else img
+    """Grayscale float32 in [0, 1] (luminance of colour images), without a full-size float colour copy."""
+    img = _channels(image)
+    if img.ndim == 2:
+        return to_float(img)
+    if np.issubdtype(img.dtype, np.integer):
+        return img.astype(np.float32) @ (LUMINANCE / np.float32(_integer_scale(img)))
+    return _float_to_unit(img) @ LUMINANCE
 
 
 def working_factor(shapes, working_size: int = DEFAULT_WORKING_SIZE) -> float:
