@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from napari_histoaffine import io
 from napari_histoaffine.evaluation import register_files
+from napari_histoaffine.preprocess import DEFAULT_WORKING_SIZE
 
 DEFAULT_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench-lung-lesion-3" / "pairs.csv"
 
@@ -21,7 +22,7 @@ def main():
     ap.add_argument("pairs", nargs="?", default=str(DEFAULT_PAIRS))
     ap.add_argument("--model", default="default")
     ap.add_argument("--no-refine", action="store_true")
-    ap.add_argument("--working-size", type=int, default=512)
+    ap.add_argument("--working-size", type=int, default=DEFAULT_WORKING_SIZE)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
