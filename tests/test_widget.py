@@ -81,7 +81,16 @@ def test_register_sample(qtbot, setup, tmp_path):
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
     assert widget.result.rotation_deg == widget.result.candidates[1].angle_deg
 
+    # tissue masks over their images: the far corner of the fixed mask lands on the fixed image's corner
+    widget.show_masks()
+    fixed_mask, moving_mask = widget.mask_layers
+    assert fixed_mask.data.max() == 1 and moving_mask.data.max() == 2 and fixed_mask.data.mean() > 0.5
+    corner = np.array(fixed_mask.data.shape) - 0.5
+    np.testing.assert_allclose(fixed_mask.data_to_world(corner), fixed.data_to_world(np.array(fixed.data.shape[:2]) - 0.5),
+                               atol=1e-6)
+
     widget.reset()
+    assert not widget.mask_layers and fixed_mask not in viewer.layers
     np.testing.assert_array_equal(moving.affine.affine_matrix, np.eye(3))
     assert "moving landmarks (registered)" not in viewer.layers and moving.opacity == 1.0
     assert not errors

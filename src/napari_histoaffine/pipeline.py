@@ -19,7 +19,7 @@ from .models import resolve_model
 from .network import AffineNet
 from .preprocess import DEFAULT_WORKING_SIZE, PreparedImage, prepare_pair
 from .refine import refine_affine, structure_similarity
-from .results import Pose, Progress, RegistrationResult
+from .results import Pose, Progress, RegistrationResult, TissueMasks
 from .rotation import downsample, search_pose
 
 STAGES = ("preprocess", "pose search", "network", "refinement")
@@ -98,15 +98,17 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
     before, after = structure_similarity(prepared_moving, prepared_fixed, [transforms.identity(), matrix])
     moving_to_full = transforms.resample_matrix(np.shape(moving), moving_full_shape or np.shape(moving))
     fixed_to_full = transforms.resample_matrix(np.shape(fixed), fixed_full_shape or np.shape(fixed))
-    full = transforms.compose(transforms.invert(moving_to_full), transforms.invert(prepared_moving.to_input), matrix,
-                              prepared_fixed.to_input, fixed_to_full)
+    moving_working_to_full = transforms.compose(prepared_moving.to_input, moving_to_full)
+    fixed_working_to_full = transforms.compose(prepared_fixed.to_input, fixed_to_full)
+    full = transforms.compose(transforms.invert(moving_working_to_full), matrix, fixed_working_to_full)
     return RegistrationResult(
         matrix=full,
         moving_shape=tuple(int(v) for v in (moving_full_shape or np.shape(moving))[:2]),
         fixed_shape=tuple(int(v) for v in (fixed_full_shape or np.shape(fixed))[:2]),
         stages=planned, timings=timings, ncc_before=before, ncc_after=after,
         rotation_deg=starts_from[chosen].angle_deg, flipped=starts_from[chosen].flipped, candidates=poses,
-        tissue_overlap=_tissue_overlap(prepared_moving, prepared_fixed, matrix))
+        tissue_overlap=_tissue_overlap(prepared_moving, prepared_fixed, matrix),
+        masks=TissueMasks(prepared_moving.mask, prepared_fixed.mask, moving_working_to_full, fixed_working_to_full))
 
 
 def run_steps(steps: Generator[Progress, None, RegistrationResult],

@@ -25,6 +25,16 @@ class Progress:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class TissueMasks:
+    """The tissue masks the registration used, at working resolution, with working → full-resolution matrices."""
+
+    moving: np.ndarray = field(repr=False)
+    fixed: np.ndarray = field(repr=False)
+    moving_to_full: np.ndarray = field(repr=False)
+    fixed_to_full: np.ndarray = field(repr=False)
+
+
 @dataclass
 class RegistrationResult:
     """Outcome of :func:`napari_histoaffine.pipeline.register`.
@@ -44,6 +54,7 @@ class RegistrationResult:
     flipped: bool
     candidates: list[Pose]
     tissue_overlap: float = 0.0
+    masks: TissueMasks | None = field(default=None, repr=False)
 
     @property
     def seconds(self) -> float:

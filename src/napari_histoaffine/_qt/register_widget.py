@@ -66,6 +66,7 @@ class RegisterWidget(QWidget):
         self._moving_world0 = None  # moving image data → world before registration
         self._saved: dict = {}  # layer.unique_id → (layer, affine, opacity) before the first change
         self.registered_points: Points | None = None
+        self.mask_layers: list = []
         self._connections: list[tuple] = []
         self._build()
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
@@ -118,6 +119,8 @@ class RegisterWidget(QWidget):
         self.try_button.clicked.connect(lambda: self.try_candidate())
         self.overlay_button = QPushButton("Toggle overlay")
         self.overlay_button.clicked.connect(self.toggle_overlay)
+        self.masks_button = QPushButton("Show tissue masks")
+        self.masks_button.clicked.connect(self.show_masks)
         self.refit_button = QPushButton("Refit from landmarks")
         self.refit_button.clicked.connect(self.refit_from_landmarks)
         self.reset_button = QPushButton("Reset")
@@ -135,7 +138,7 @@ class RegisterWidget(QWidget):
         box.addWidget(self.summary)
         box.addWidget(QLabel("Pose candidates (angle, mirror, score):"))
         box.addWidget(self.candidates)
-        for row in ((self.try_button, self.overlay_button), (self.refit_button, self.reset_button),
+        for row in ((self.try_button, self.overlay_button), (self.masks_button, self.refit_button), (self.reset_button,),
                     (self.export_transform_button, self.export_points_button), (self.export_slide_button,)):
             line = QHBoxLayout()
             for button in row:
@@ -155,7 +158,7 @@ class RegisterWidget(QWidget):
         self._set_result_enabled(False)
 
     def _set_result_enabled(self, enabled: bool) -> None:
-        for w in (self.try_button, self.overlay_button, self.refit_button, self.export_transform_button,
+        for w in (self.try_button, self.overlay_button, self.masks_button, self.refit_button, self.export_transform_button,
                   self.export_points_button, self.export_slide_button):
             w.setEnabled(enabled)
 
@@ -377,6 +380,23 @@ class RegisterWidget(QWidget):
         moving = self._layers[1]
         moving.opacity = 1.0 if moving.opacity < 1.0 else OVERLAY_OPACITY
 
+    def show_masks(self) -> None:
+        """The tissue masks the registration used, as Labels layers over their images (fixed 1, moving 2)."""
+        self._remove_masks()
+        fixed, moving, _, _ = self._layers
+        masks = self.result.masks
+        for layer, mask, to_full, label in ((fixed, masks.fixed, masks.fixed_to_full, 1),
+                                            (moving, masks.moving, masks.moving_to_full, 2)):
+            affine = data_to_world_matrix(layer) @ transforms.xy_to_rowcol(to_full)
+            self.mask_layers.append(self.viewer.add_labels(mask.astype(np.uint8) * label, affine=affine, opacity=0.35,
+                                                           name=f"{layer.name} tissue mask"))
+
+    def _remove_masks(self) -> None:
+        for layer in self.mask_layers:
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self.mask_layers = []
+
     def reset(self) -> None:
         """Undo: every moving layer gets back its original affine and opacity; the mapped landmarks go."""
         for layer, affine, opacity in self._saved.values():
@@ -387,6 +407,7 @@ class RegisterWidget(QWidget):
         if self.registered_points is not None and self.registered_points in self.viewer.layers:
             self.viewer.layers.remove(self.registered_points)
         self.registered_points = None
+        self._remove_masks()
         self.result = self._layers = None
         self.candidates.clear()
         self.summary.setText("")
