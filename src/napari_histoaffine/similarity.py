@@ -27,11 +27,6 @@ def ncc(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor | None = None, ep
     return cov / torch.sqrt(var_a * var_b + eps)
 
 
-def ncc_numpy(a: np.ndarray, b: np.ndarray) -> float:
-    """Global NCC of two equally shaped arrays."""
-    return float(ncc(torch.as_tensor(a, dtype=torch.float32)[None, None], torch.as_tensor(b, dtype=torch.float32)[None, None]))
-
-
 def smooth(images: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of ``(N, C, H, W)`` images (zero padding: background is 0)."""
     if sigma <= 0:
