@@ -20,7 +20,7 @@ from .network import AffineNet
 from .preprocess import DEFAULT_WORKING_SIZE, PreparedImage, prepare_pair
 from .refine import refine_affine, structure_similarity
 from .results import Pose, Progress, RegistrationResult, TissueMasks
-from .rotation import downsample, search_pose
+from .rotation import downsample_pair, search_pose
 
 STAGES = ("preprocess", "pose search", "network", "refinement")
 
@@ -31,9 +31,9 @@ def _network_starts(model: AffineNet, moving: PreparedImage, fixed: PreparedImag
     The network sees the posed moving image and the fixed image at the size it was trained on; its
     theta lives in normalised coordinates of the fixed grid, which no resampling changes.
     """
-    long_side = model.config.input_long_side
-    fixed_small, f_to_small = downsample(fixed.image, long_side)
-    moving_small, m_to_small = downsample(moving.image, round(long_side * max(moving.image.shape) / max(fixed.image.shape)))
+    fixed_long_side = model.config.input_long_side
+    long_side = round(fixed_long_side * max(max(moving.image.shape), max(fixed.image.shape)) / max(fixed.image.shape))
+    moving_small, m_to_small, fixed_small, f_to_small = downsample_pair(moving.image, fixed.image, long_side)
     shape = fixed_small.shape[-2:]
     thetas = torch.from_numpy(np.stack([
         transforms.to_theta(transforms.compose(transforms.invert(m_to_small), p.matrix, f_to_small), moving_small.shape[-2:],

@@ -13,7 +13,7 @@ import torch
 
 from . import transforms
 from .preprocess import PreparedImage
-from .rotation import downsample, structure_features
+from .rotation import downsample_pair, structure_features
 from .similarity import ncc
 
 DEFAULT_SCALES = ((96, 25, 0.02), (192, 15, 0.005))
@@ -33,9 +33,7 @@ class _Level:
     """Feature images of a pair at one scale and the conversions between working and theta coordinates."""
 
     def __init__(self, moving: PreparedImage, fixed: PreparedImage, long_side: int):
-        factor = long_side / max(max(moving.image.shape), max(fixed.image.shape))
-        m_small, self.m_to_small = downsample(moving.image, round(max(moving.image.shape) * factor))
-        f_small, self.f_to_small = downsample(fixed.image, round(max(fixed.image.shape) * factor))
+        m_small, self.m_to_small, f_small, self.f_to_small = downsample_pair(moving.image, fixed.image, long_side)
         self.moving = structure_features(m_small)
         self.fixed = structure_features(f_small)
         self.m_shape, self.f_shape = m_small.shape[-2:], f_small.shape[-2:]

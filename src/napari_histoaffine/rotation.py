@@ -1,9 +1,11 @@
 """Initial pose search: centre of mass, tissue-area scale, exhaustive rotation and mirror search.
 
-Every candidate pose is warped and scored in one batched ``grid_sample`` call. Candidates are
-scored on several scales of tissue structure (the inverted image and its gradient magnitude),
-not on one blurred intensity image, because stains are not linearly related and the blurred
-outline of a section hardly differs from its mirror image or its 180° turn.
+All candidate poses are warped in batched ``grid_sample`` calls and each gets its best
+translation from an FFT cross-correlation, so its score is that of the best-placed pose rather
+than of the centre-of-mass guess. Scores use tissue structure (the lightly smoothed inverted
+image and its gradient magnitude), not one blurred intensity image, because stains are not
+linearly related and the blurred outline of a section hardly differs from its mirror image or
+its 180° turn. The top distinct poses are returned so later stages can decide between them.
 """
 from __future__ import annotations
 
@@ -19,8 +21,6 @@ from .similarity import gradient_magnitude, smooth
 SEARCH_SIZE = 64
 
 
-
-
 def _to_tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, np.float32))[None, None]
 
@@ -31,6 +31,17 @@ def downsample(image: np.ndarray, long_side: int) -> tuple[torch.Tensor, np.ndar
     shape = (max(8, round(image.shape[0] * factor)), max(8, round(image.shape[1] * factor)))
     small = F.interpolate(_to_tensor(image), size=shape, mode="bilinear", antialias=True, align_corners=False)
     return small, transforms.resample_matrix(image.shape, shape)
+
+
+def downsample_pair(moving: np.ndarray, fixed: np.ndarray, long_side: int):
+    """Both images at one common factor that gives the larger of them ``long_side``.
+
+    Returns ``(moving_small, moving_to_small, fixed_small, fixed_to_small)`` as from :func:`downsample`.
+    """
+    factor = long_side / max(max(moving.shape), max(fixed.shape))
+    moving_small, moving_to_small = downsample(moving, round(max(moving.shape) * factor))
+    fixed_small, fixed_to_small = downsample(fixed, round(max(fixed.shape) * factor))
+    return moving_small, moving_to_small, fixed_small, fixed_to_small
 
 
 def structure_features(image: torch.Tensor) -> torch.Tensor:
@@ -64,10 +75,7 @@ class _Scorer:
     """
 
     def __init__(self, moving: PreparedImage, fixed: PreparedImage, search_size: int, max_shift: float = 0.25):
-        longest = max(max(moving.image.shape), max(fixed.image.shape))
-        factor = search_size / longest
-        m_small, self.m_to_small = downsample(moving.image, round(max(moving.image.shape) * factor))
-        f_small, self.f_to_small = downsample(fixed.image, round(max(fixed.image.shape) * factor))
+        m_small, self.m_to_small, f_small, self.f_to_small = downsample_pair(moving.image, fixed.image, search_size)
         self.moving_features = structure_features(m_small)
         fixed_features = structure_features(f_small)
         self.m_shape = m_small.shape[-2:]
