@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 IMAGES = SHARED / "anhir-lung-lesion-3"

@@ -1,5 +1,4 @@
 """Whole-slide access: tile-level reads, pyramid level choice, tiled warps to pyramidal OME-TIFF, napari reader."""
-import json
 
 import numpy as np
 import pytest

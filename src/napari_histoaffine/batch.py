@@ -11,7 +11,6 @@ in the table's order, so the table equals the serial run's.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -20,34 +19,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import evaluation, io
-from .errors import InputError
 
 PARTIAL_EVERY_S = 5.0
-_LANDMARK_COLUMNS = ("Source landmarks", "Target landmarks")
-
-
-def read_pairs(pairs_csv, *, require_landmarks: bool = True) -> list[io.Pair]:
-    """Pairs of an ANHIR/BIRL table; without ``require_landmarks`` the landmark columns may be missing."""
-    try:
-        return io.read_pairs_table(pairs_csv)
-    except InputError as exc:
-        if require_landmarks or not any(c in str(exc) for c in _LANDMARK_COLUMNS):
-            raise
-    import tempfile
-
-    p = Path(pairs_csv)
-    table = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True)
-    present = {io._norm(c) for c in table.columns}
-    for column in _LANDMARK_COLUMNS:
-        if io._norm(column) not in present:
-            table[column] = ""
-    for column in table.columns:  # relative image paths must survive the move to a temporary table
-        if io._norm(column) in ("source image", "target image"):
-            table[column] = [os.path.normpath(p.resolve().parent / v.strip()) if v.strip() else v
-                             for v in table[column]]
-    with tempfile.TemporaryDirectory() as folder:
-        table.to_csv(Path(folder) / p.name, index=False)
-        return io.read_pairs_table(Path(folder) / p.name)
 
 
 def finished_rows(pairs: list[io.Pair], out_dir, *, save_transform: bool = False) -> dict[str, dict]:
@@ -100,7 +73,7 @@ def run_batch(pairs_csv, out_dir, *, workers: int | None = None, scheduler: str 
     (address of a running cluster) is given. Writes what :func:`evaluation.evaluate_table` writes, plus
     ``<Case>.json`` transforms with ``save_transform``.
     """
-    pairs = read_pairs(pairs_csv, require_landmarks=require_landmarks)
+    pairs = io.read_pairs_table(pairs_csv, require_landmarks=require_landmarks)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = finished_rows(pairs, out, save_transform=save_transform) if resume else {}

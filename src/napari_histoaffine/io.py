@@ -273,16 +273,19 @@ _PAIR_COLUMNS = {"moving_image": "Source image", "fixed_image": "Target image",
                  "moving_landmarks": "Source landmarks", "fixed_landmarks": "Target landmarks"}
 
 
-def read_pairs_table(path) -> list[Pair]:
-    """ANHIR/BIRL pairs CSV as :class:`Pair` objects; relative paths are taken from the table's folder."""
+def read_pairs_table(path, *, require_landmarks: bool = True) -> list[Pair]:
+    """ANHIR/BIRL pairs CSV as :class:`Pair` objects; relative paths are taken from the table's folder.
+
+    Without ``require_landmarks`` the landmark columns may be missing (their paths are then None).
+    """
     p = _check_exists(path)
     try:
         table = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True)
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"Cannot read pairs table {p}: {_one_line(exc)}") from exc
     cols = {_norm(c): c for c in table.columns}
-    for column in _PAIR_COLUMNS.values():
-        if _norm(column) not in cols:
+    for key, column in _PAIR_COLUMNS.items():
+        if _norm(column) not in cols and (require_landmarks or key.endswith("_image")):
             raise InputError(f"Pairs table has no column '{column}': {p}")
     folder = p.resolve().parent
 
@@ -292,7 +295,7 @@ def read_pairs_table(path) -> list[Pair]:
 
     pairs = []
     for row_number, row in enumerate(table.to_dict("records")):
-        fields = {key: resolve(row[cols[_norm(col)]]) for key, col in _PAIR_COLUMNS.items()}
+        fields = {key: resolve(row.get(cols.get(_norm(col)), "") or "") for key, col in _PAIR_COLUMNS.items()}
         if fields["moving_image"] is None or fields["fixed_image"] is None:
             raise InputError(f"Row {row_number} of pairs table has no source or target image: {p}")
         case = row[cols["case"]].strip() if "case" in cols else ""

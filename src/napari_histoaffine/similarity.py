@@ -1,7 +1,6 @@
 """Similarity measures on torch tensors, batched over the first axis."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
