@@ -28,7 +28,6 @@ from ..errors import HistoAffineError, InputError
 from ..io import atomic_write
 from ..layer_transforms import layer_matrices, points_between, rowcol_to_xy
 from ..models import default_weights_path, resolve_model
-from ..preprocess import DEFAULT_WORKING_SIZE
 from ..training import TrainingConfig, TrainingUpdate, array_pair, folder_pairs, table_pairs, train
 from .register_widget import BUNDLED, WEIGHTS_FILE, RegisterWidget, _image_array
 
@@ -144,7 +143,7 @@ class TrainingWidget(QWidget):
         self.lr_spin = QDoubleSpinBox(decimals=6, minimum=1e-6, maximum=0.1, singleStep=1e-5, value=d.lr)
         self.accumulation_spin = _spin(1, 64, d.accumulation)
         self.augmentation_spin = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=2.0, singleStep=0.1, value=1.0)
-        self.size_spin = _spin(64, 4096, DEFAULT_WORKING_SIZE)
+        self.size_spin = _spin(64, 4096, TrainingConfig().working_size)
         settings = QGroupBox("Settings")
         form = QFormLayout(settings)
         form.addRow("Start from", self.init_combo)
