@@ -40,7 +40,7 @@ def configure(widget, steps, per_epoch, size=128, width=8, lr=1e-3, accumulation
 
 def test_train_stop_save_use(qtbot, setup, tmp_path):
     viewer, widget, messages = setup
-    assert widget.moving_combo.currentText() == "moving (restained)" and widget.fixed_combo.currentText() == "fixed (IHC)"
+    assert widget.pickers.moving_combo.currentText() == "moving (restained)" and widget.pickers.fixed_combo.currentText() == "fixed (IHC)"
     widget.add_layer_pair()
     assert widget.pair_list.item(0).text().endswith("(+ landmarks)")
     configure(widget, steps=100_000, per_epoch=2)

@@ -4,6 +4,7 @@ import pytest
 
 from napari_histoaffine import transforms
 from napari_histoaffine._qt import register_widget as rw
+from napari_histoaffine._qt.layer_pickers import NONE
 from napari_histoaffine.layer_transforms import data_to_world_matrix, layer_matrices, moving_layer_affine, read_affine_parameters
 from napari_histoaffine.sample import make_pair
 
@@ -34,7 +35,7 @@ def test_register_sample(qtbot, setup, tmp_path):
     viewer, widget, errors = setup
     fixed, moving = viewer.layers["fixed (IHC)"], viewer.layers["moving (restained)"]
     fixed_pts, moving_pts = viewer.layers["fixed landmarks"], viewer.layers["moving landmarks"]
-    assert widget.moving_combo.currentText() == moving.name and widget.moving_points_combo.currentText() == moving_pts.name
+    assert widget.pickers.moving_combo.currentText() == moving.name and widget.pickers.moving_points_combo.currentText() == moving_pts.name
     data_before = (moving.data.copy(), moving_pts.data.copy())
     register(qtbot, widget)
     assert not errors
@@ -117,9 +118,9 @@ def test_bad_inputs_notify(qtbot, setup):
     viewer.add_image(np.zeros((32, 32)), name="blank")
     viewer.add_points(np.zeros((3, 2)), name="three")
 
-    def attempt(fixed, moving, fixed_pts=rw.NONE, moving_pts=rw.NONE):
-        for combo, name in ((widget.fixed_combo, fixed), (widget.moving_combo, moving),
-                            (widget.fixed_points_combo, fixed_pts), (widget.moving_points_combo, moving_pts)):
+    def attempt(fixed, moving, fixed_pts=NONE, moving_pts=NONE):
+        for combo, name in ((widget.pickers.fixed_combo, fixed), (widget.pickers.moving_combo, moving),
+                            (widget.pickers.fixed_points_combo, fixed_pts), (widget.pickers.moving_points_combo, moving_pts)):
             combo.setCurrentText(name)
         errors.clear()
         widget.register_button.click()

@@ -25,8 +25,8 @@ from ..models import default_weights_path
 from ..pipeline import register_steps
 from ..preprocess import DEFAULT_WORKING_SIZE
 from .landmark_table import LandmarkTable
+from .layer_pickers import LayerPairPicker, same_layer
 
-NONE = "(none)"
 BUNDLED, WEIGHTS_FILE = "bundled default", "weights file…"
 MIN_NCC, MIN_OVERLAP = 0.5, 0.8  # below either, the result is flagged as a likely failure
 OVERLAY_OPACITY = 0.5
@@ -48,11 +48,6 @@ def _image_array(layer: Image, working_size: int) -> tuple[np.ndarray, tuple[int
     return array, tuple(int(v) for v in levels[0].shape[:2])
 
 
-def _same(a, b) -> bool:
-    """Identity of layers (plugins see napari's proxies, so ``is`` does not work)."""
-    return a is not None and b is not None and a.unique_id == b.unique_id
-
-
 class RegisterWidget(QWidget):
     """Dock widget registering a moving image layer onto a fixed one."""
 
@@ -68,15 +63,11 @@ class RegisterWidget(QWidget):
         self.registered_points: Points | None = None
         self.mask_layers: list = []
         self._connections: list[tuple] = []
+        self.pickers = LayerPairPicker(napari_viewer, hidden=lambda layer: same_layer(layer, self.registered_points))
         self._build()
-        for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
-            event.connect(self._refresh_choices)
-        self._refresh_choices()
 
     # ---------------------------------------------------------------- layout
     def _build(self) -> None:
-        self.fixed_combo, self.moving_combo = QComboBox(), QComboBox()
-        self.fixed_points_combo, self.moving_points_combo = QComboBox(), QComboBox()
         self.model_combo = QComboBox()
         self.model_combo.addItems([BUNDLED, WEIGHTS_FILE])
         self.weights_edit = QLineEdit()
@@ -93,10 +84,7 @@ class RegisterWidget(QWidget):
         weights_row.addWidget(browse)
 
         form = QFormLayout()
-        form.addRow("Fixed image", self.fixed_combo)
-        form.addRow("Moving image", self.moving_combo)
-        form.addRow("Fixed landmarks", self.fixed_points_combo)
-        form.addRow("Moving landmarks", self.moving_points_combo)
+        self.pickers.add_rows(form)
         form.addRow("Model", self.model_combo)
         form.addRow("", weights_row)
         form.addRow("", self.model_note)
@@ -162,28 +150,6 @@ class RegisterWidget(QWidget):
                   self.export_points_button, self.export_slide_button):
             w.setEnabled(enabled)
 
-    def _refresh_choices(self, event=None) -> None:
-        """Image pickers list every layer (wrong types are refused with a message); landmark pickers Points layers."""
-        if event is not None and event.type == "inserted":
-            event.value.events.name.connect(self._refresh_choices)
-        layers = [ly for ly in self.viewer.layers if not _same(ly, self.registered_points)]
-        image_names = [ly.name for ly in layers if isinstance(ly, Image)]
-        images = image_names + [ly.name for ly in layers if not isinstance(ly, Image)]
-        points = [NONE] + [ly.name for ly in layers if isinstance(ly, Points)]
-        self._fill(self.fixed_combo, images, image_names[0] if image_names else None)
-        self._fill(self.moving_combo, images, image_names[1] if len(image_names) > 1 else None)
-        self._fill(self.fixed_points_combo, points, next((n for n in points if "fixed" in n.lower()), NONE))
-        self._fill(self.moving_points_combo, points, next((n for n in points if "moving" in n.lower()), NONE))
-
-    @staticmethod
-    def _fill(combo: QComboBox, names: list[str], default) -> None:
-        current = combo.currentText()
-        combo.blockSignals(True)
-        combo.clear()
-        combo.addItems(names)
-        combo.setCurrentText(current if current in names else (default or ""))
-        combo.blockSignals(False)
-
     def _browse_weights(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Network weights", "", "safetensors (*.safetensors)")
         if path:
@@ -191,35 +157,6 @@ class RegisterWidget(QWidget):
             self.model_combo.setCurrentText(WEIGHTS_FILE)
 
     # ---------------------------------------------------------------- inputs
-    def _layer(self, combo: QComboBox):
-        name = combo.currentText()
-        return self.viewer.layers[name] if name and name != NONE and name in self.viewer.layers else None
-
-    def _selected(self):
-        """The chosen layers, checked; raises InputError with the message the user sees."""
-        fixed, moving = self._layer(self.fixed_combo), self._layer(self.moving_combo)
-        if fixed is None or moving is None:
-            raise InputError("Pick a fixed and a moving image layer")
-        if _same(fixed, moving):
-            raise InputError(f"Layer '{fixed.name}' is selected as both fixed and moving image: pick two different layers")
-        for layer in (fixed, moving):
-            if not isinstance(layer, Image):
-                raise InputError(f"Layer '{layer.name}' is a {layer.__class__.__name__} layer, not an image layer")
-            if layer.ndim != 2:
-                raise InputError(f"Image layer '{layer.name}' has {layer.ndim} dimensions (shape "
-                                 f"{tuple(layer.data[0].shape if layer.multiscale else layer.data.shape)}): "
-                                 "registration needs a single 2-D section (gray or RGB), not a stack")
-        fixed_pts, moving_pts = self._layer(self.fixed_points_combo), self._layer(self.moving_points_combo)
-        if fixed_pts is not None and _same(fixed_pts, moving_pts):
-            raise InputError(f"Points layer '{fixed_pts.name}' is selected as both fixed and moving landmarks")
-        for pts in (fixed_pts, moving_pts):
-            if pts is not None and pts.ndim != 2:
-                raise InputError(f"Landmark layer '{pts.name}' is {pts.ndim}-D; landmarks must be 2-D points")
-        if fixed_pts is not None and moving_pts is not None and len(fixed_pts.data) != len(moving_pts.data):
-            raise InputError(f"Landmark layers differ in length: '{fixed_pts.name}' has {len(fixed_pts.data)} "
-                             f"points, '{moving_pts.name}' has {len(moving_pts.data)}")
-        return fixed, moving, fixed_pts, moving_pts
-
     def _model(self):
         if self.model_combo.currentText() == BUNDLED:
             return "default" if default_weights_path() else None
@@ -234,7 +171,7 @@ class RegisterWidget(QWidget):
         if self.worker is not None:
             return
         try:
-            layers = self._selected()
+            layers = self.pickers.selected()
             fixed, fixed_full = _image_array(layers[0], DEFAULT_WORKING_SIZE)
             moving, moving_full = _image_array(layers[1], DEFAULT_WORKING_SIZE)
             options = {"model": self._model(), "refine": self.refine_check.isChecked(),

@@ -29,6 +29,7 @@ from ..io import atomic_write
 from ..layer_transforms import layer_matrices, points_between, rowcol_to_xy
 from ..models import default_weights_path, resolve_model
 from ..training import TrainingConfig, TrainingUpdate, array_pair, folder_pairs, table_pairs, train
+from .layer_pickers import LayerPairPicker
 from .register_widget import BUNDLED, WEIGHTS_FILE, RegisterWidget, _image_array
 
 NEW = "new network"
@@ -87,10 +88,6 @@ class TrainingWidget(QWidget):
     """Dock widget fine-tuning (or training) the affine network on pairs of sections."""
 
     updated = Signal(object)  # TrainingUpdate or a status message, from the worker thread
-    # the Register widget's layer pickers: the same choices and the same checks
-    registered_points = None
-    _refresh_choices, _layer, _selected = RegisterWidget._refresh_choices, RegisterWidget._layer, RegisterWidget._selected
-    _fill = staticmethod(RegisterWidget._fill)
 
     def __init__(self, napari_viewer):
         super().__init__()
@@ -103,16 +100,12 @@ class TrainingWidget(QWidget):
         self._curve = ([], [], [], [])  # loss steps, losses, validation steps, validation -NCC
         self._validation: dict = {}     # metrics of the last per-epoch validation
         self._drawn = 0.0
+        self.pickers = LayerPairPicker(napari_viewer)
         self._build()
         self.updated.connect(self._on_update)
-        for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
-            event.connect(self._refresh_choices)
-        self._refresh_choices()
 
     # ---------------------------------------------------------------- layout
     def _build(self) -> None:
-        self.fixed_combo, self.moving_combo = QComboBox(), QComboBox()
-        self.fixed_points_combo, self.moving_points_combo = QComboBox(), QComboBox()
         self.pair_list = QListWidget()
         self.pair_list.setMaximumHeight(80)
         buttons = {}
@@ -122,10 +115,7 @@ class TrainingWidget(QWidget):
             buttons[name].clicked.connect(slot)
         pairs_box = QGroupBox("Training pairs")
         form = QFormLayout(pairs_box)
-        form.addRow("Moving image", self.moving_combo)
-        form.addRow("Fixed image", self.fixed_combo)
-        form.addRow("Moving landmarks", self.moving_points_combo)
-        form.addRow("Fixed landmarks", self.fixed_points_combo)
+        self.pickers.add_rows(form)
         form.addRow(_row(*buttons.values()))
         form.addRow(self.pair_list)
 
@@ -201,7 +191,7 @@ class TrainingWidget(QWidget):
     def add_layer_pair(self) -> None:
         """Add the picked moving/fixed image layers (and landmark layers, if picked) as a training pair."""
         try:
-            fixed, moving, fixed_pts, moving_pts = self._selected()
+            fixed, moving, fixed_pts, moving_pts = self.pickers.selected()
         except HistoAffineError as exc:
             show_error(str(exc))
             return
