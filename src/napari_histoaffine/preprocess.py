@@ -81,15 +81,21 @@ def working_factor(shapes, working_size: int = DEFAULT_WORKING_SIZE) -> float:
     return min(1.0, working_size / float(longest))
 
 
-def resample(gray: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
-    """Anti-aliased resize by ``factor``; returns the image and the matrix working → input pixels."""
-    out_shape = (max(1, round(gray.shape[0] * factor)), max(1, round(gray.shape[1] * factor)))
-    if out_shape == gray.shape[:2]:
-        small = gray.astype(np.float32, copy=False)
+def resample(image: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Anti-aliased resize of a gray or channel-last float image by ``factor``.
+
+    Returns the image and the matrix from its pixels to those of the input.
+    """
+    out_shape = (max(1, round(image.shape[0] * factor)), max(1, round(image.shape[1] * factor)))
+    if out_shape == image.shape[:2]:
+        small = image.astype(np.float32, copy=False)
     else:
-        t = torch.from_numpy(np.ascontiguousarray(gray, np.float32))[None, None]
-        small = F.interpolate(t, size=out_shape, mode="bilinear", antialias=True, align_corners=False)[0, 0].numpy()
-    return small, transforms.resample_matrix(out_shape, gray.shape)
+        planes = image[..., None] if image.ndim == 2 else image
+        t = torch.from_numpy(np.ascontiguousarray(planes, np.float32)).permute(2, 0, 1)[None]
+        small = F.interpolate(t, size=out_shape, mode="bilinear", antialias=True, align_corners=False)[0]
+        small = small.permute(1, 2, 0).numpy()
+        small = small[..., 0] if image.ndim == 2 else small
+    return small, transforms.resample_matrix(out_shape, image.shape)
 
 
 def tissue_mask(gray: np.ndarray, mask_size: int = 160) -> np.ndarray:

@@ -33,14 +33,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import transforms
 from .errors import InputError
 from .io import atomic_write, read_image, read_landmarks, read_pairs_table, write_json
 from .metrics import image_diagonal
 from .network import AffineNet, NetworkConfig, count_parameters, file_sha256, load_model, read_model_metadata, save_model
-from .preprocess import prepare, prepare_pair, to_float, working_factor
+from .preprocess import prepare, prepare_pair, resample, to_float, working_factor
 from .rotation import search_pose
 from .similarity import ncc, smooth
 
@@ -157,15 +156,8 @@ class TrainingData:
 
 
 def _resize(image: np.ndarray, factor: float) -> np.ndarray:
-    """Anti-aliased resize of a gray or channel-last float image (same rounding as preprocess.resample)."""
-    img = to_float(image)
-    shape = (max(1, round(img.shape[0] * factor)), max(1, round(img.shape[1] * factor)))
-    if shape == img.shape[:2]:
-        return img
-    t = torch.from_numpy(np.ascontiguousarray(img if img.ndim == 3 else img[..., None])).permute(2, 0, 1)[None]
-    out = F.interpolate(t, size=shape, mode="bilinear", antialias=factor < 1, align_corners=False)[0]
-    out = out.permute(1, 2, 0).numpy().clip(0, 1)
-    return out if img.ndim == 3 else out[..., 0]
+    """Any image as float in [0, 1], colour kept, resized as the preprocessing does."""
+    return resample(to_float(image), factor)[0]
 
 
 def ihc_pairs(crops: bool = True) -> list[TrainingPair]:
