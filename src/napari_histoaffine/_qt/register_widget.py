@@ -38,6 +38,21 @@ def _register_worker(moving, fixed, options):
     return (yield from register_steps(moving, fixed, **options))
 
 
+def make_button(text: str, slot) -> QPushButton:
+    """A push button wired to ``slot``."""
+    widget = QPushButton(text)
+    widget.clicked.connect(slot)
+    return widget
+
+
+def browse_weights(parent: QWidget, path_edit: QLineEdit, choice: QComboBox) -> None:
+    """Ask for a weights file; put it in ``path_edit`` and switch ``choice`` to the weights-file option."""
+    path, _ = QFileDialog.getOpenFileName(parent, "Network weights", "", "safetensors (*.safetensors)")
+    if path:
+        path_edit.setText(path)
+        choice.setCurrentText(WEIGHTS_FILE)
+
+
 def _image_array(layer: Image, working_size: int) -> tuple[np.ndarray, tuple[int, int]]:
     """Pixels of the level to register on (the smallest level ≥ working size) and the level-0 (rows, cols)."""
     levels = list(layer.data) if layer.multiscale else [layer.data]
@@ -72,8 +87,7 @@ class RegisterWidget(QWidget):
         self.model_combo.addItems([BUNDLED, WEIGHTS_FILE])
         self.weights_edit = QLineEdit()
         self.weights_edit.setPlaceholderText("path to .safetensors weights")
-        browse = QPushButton("…")
-        browse.clicked.connect(self._browse_weights)
+        browse = make_button("…", lambda: browse_weights(self, self.weights_edit, self.model_combo))
         self.model_note = QLabel("" if default_weights_path() else "No network bundled yet: the default runs pose "
                                  "search + refinement only.")
         self.model_note.setWordWrap(True)
@@ -103,22 +117,14 @@ class RegisterWidget(QWidget):
         self.candidates = QListWidget()
         self.candidates.setMaximumHeight(90)
         self.candidates.itemDoubleClicked.connect(lambda _: self.try_candidate())
-        self.try_button = QPushButton("Try selected pose")
-        self.try_button.clicked.connect(lambda: self.try_candidate())
-        self.overlay_button = QPushButton("Toggle overlay")
-        self.overlay_button.clicked.connect(self.toggle_overlay)
-        self.masks_button = QPushButton("Show tissue masks")
-        self.masks_button.clicked.connect(self.show_masks)
-        self.refit_button = QPushButton("Refit from landmarks")
-        self.refit_button.clicked.connect(self.refit_from_landmarks)
-        self.reset_button = QPushButton("Reset")
-        self.reset_button.clicked.connect(self.reset)
-        self.export_transform_button = QPushButton("Export transform…")
-        self.export_transform_button.clicked.connect(self._ask_export_transform)
-        self.export_points_button = QPushButton("Export landmarks…")
-        self.export_points_button.clicked.connect(self._ask_export_landmarks)
-        self.export_slide_button = QPushButton("Export warped slide…")
-        self.export_slide_button.clicked.connect(self._ask_export_slide)
+        self.try_button = make_button("Try selected pose", lambda: self.try_candidate())
+        self.overlay_button = make_button("Toggle overlay", self.toggle_overlay)
+        self.masks_button = make_button("Show tissue masks", self.show_masks)
+        self.refit_button = make_button("Refit from landmarks", self.refit_from_landmarks)
+        self.reset_button = make_button("Reset", self.reset)
+        self.export_transform_button = make_button("Export transform…", self._ask_export_transform)
+        self.export_points_button = make_button("Export landmarks…", self._ask_export_landmarks)
+        self.export_slide_button = make_button("Export warped slide…", self._ask_export_slide)
         self.table = LandmarkTable()
 
         result_box = QGroupBox("Result")
@@ -149,12 +155,6 @@ class RegisterWidget(QWidget):
         for w in (self.try_button, self.overlay_button, self.masks_button, self.refit_button, self.export_transform_button,
                   self.export_points_button, self.export_slide_button):
             w.setEnabled(enabled)
-
-    def _browse_weights(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Network weights", "", "safetensors (*.safetensors)")
-        if path:
-            self.weights_edit.setText(path)
-            self.model_combo.setCurrentText(WEIGHTS_FILE)
 
     # ---------------------------------------------------------------- inputs
     def _model(self):

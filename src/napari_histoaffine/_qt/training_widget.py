@@ -22,7 +22,7 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                            QLineEdit, QListWidget, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+                            QLineEdit, QListWidget, QProgressBar, QSpinBox, QVBoxLayout, QWidget)
 
 from ..errors import HistoAffineError, InputError
 from ..io import atomic_write
@@ -30,7 +30,7 @@ from ..layer_transforms import layer_matrices, points_between, rowcol_to_xy
 from ..models import default_weights_path, resolve_model
 from ..training import TrainingConfig, TrainingUpdate, array_pair, folder_pairs, table_pairs, train
 from .layer_pickers import LayerPairPicker
-from .register_widget import BUNDLED, WEIGHTS_FILE, RegisterWidget, _image_array
+from .register_widget import BUNDLED, WEIGHTS_FILE, RegisterWidget, _image_array, browse_weights, make_button
 
 NEW = "new network"
 # scaled by "augmentation strength" (0: none, 1: the training defaults); scale ranges as powers
@@ -108,15 +108,12 @@ class TrainingWidget(QWidget):
     def _build(self) -> None:
         self.pair_list = QListWidget()
         self.pair_list.setMaximumHeight(80)
-        buttons = {}
-        for name, text, slot in (("add", "Add pair", self.add_layer_pair), ("table", "Pairs table…", self._ask_table),
-                                 ("folder", "Folder…", self._ask_folder), ("remove", "Remove", self.remove_selected)):
-            buttons[name] = QPushButton(text)
-            buttons[name].clicked.connect(slot)
+        pair_buttons = [make_button("Add pair", self.add_layer_pair), make_button("Pairs table…", self._ask_table),
+                        make_button("Folder…", self._ask_folder), make_button("Remove", self.remove_selected)]
         pairs_box = QGroupBox("Training pairs")
         form = QFormLayout(pairs_box)
         self.pickers.add_rows(form)
-        form.addRow(_row(*buttons.values()))
+        form.addRow(_row(*pair_buttons))
         form.addRow(self.pair_list)
 
         d = TrainingConfig()
@@ -124,8 +121,7 @@ class TrainingWidget(QWidget):
         self.init_combo.addItems(([BUNDLED] if default_weights_path() else []) + [WEIGHTS_FILE, NEW])
         self.weights_edit = QLineEdit()
         self.weights_edit.setPlaceholderText("start from these .safetensors weights")
-        browse = QPushButton("…")
-        browse.clicked.connect(self._browse_weights)
+        browse = make_button("…", lambda: browse_weights(self, self.weights_edit, self.init_combo))
         self.width_spin = _spin(4, 256, 32)
         self.length_spin, self.unit_combo = _spin(1, 1_000_000, d.steps), QComboBox()
         self.unit_combo.addItems(["steps", "epochs"])
@@ -148,11 +144,9 @@ class TrainingWidget(QWidget):
         self.init_combo.currentTextChanged.connect(self._init_changed)
         self._init_changed(self.init_combo.currentText())
 
-        self.start_button, self.stop_button = QPushButton("Start"), QPushButton("Stop")
-        self.save_button, self.use_button = QPushButton("Save…"), QPushButton("Use for registration")
-        for button, slot in ((self.start_button, self.start), (self.stop_button, self.stop),
-                             (self.save_button, self._ask_save), (self.use_button, self.use_for_registration)):
-            button.clicked.connect(slot)
+        self.start_button, self.stop_button = make_button("Start", self.start), make_button("Stop", self.stop)
+        self.save_button = make_button("Save…", self._ask_save)
+        self.use_button = make_button("Use for registration", self.use_for_registration)
         self.progress = QProgressBar()
         self.status = QLabel("Add training pairs and click Start.")
         self.status.setWordWrap(True)
@@ -230,12 +224,6 @@ class TrainingWidget(QWidget):
         path = QFileDialog.getExistingDirectory(self, "Folder of section images")
         if path:
             self.add_folder(path)
-
-    def _browse_weights(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Network weights", "", "safetensors (*.safetensors)")
-        if path:
-            self.weights_edit.setText(path)
-            self.init_combo.setCurrentText(WEIGHTS_FILE)
 
     # ---------------------------------------------------------------- inputs
     def config(self) -> TrainingConfig:
