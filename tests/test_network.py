@@ -6,7 +6,7 @@ import torch
 
 from napari_histoaffine.errors import InputError
 from napari_histoaffine.network import (AffineNet, NetworkConfig, count_parameters, file_sha256, load_model,
-                                        read_model_metadata, save_model)
+                                        local_correlation, read_model_metadata, save_model)
 
 IDENTITY = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
 
@@ -22,9 +22,10 @@ def _randomize_head(model, seed=1):
         model.fc2.weight.copy_(0.1 * torch.randn(model.fc2.weight.shape, generator=g))
 
 
-def test_output_shape_and_identity_at_init():
+def test_plain_head_is_the_identity_at_init():
+    """Without the correlation fit (the paper's concatenation head) an untrained network changes nothing."""
     torch.manual_seed(0)
-    model = AffineNet()
+    model = AffineNet(NetworkConfig(correlation_radius=0))
     moving, fixed = _pair(300, 500)
     theta = model(moving, fixed)
     assert theta.shape == (1, 2, 3)
@@ -33,7 +34,33 @@ def test_output_shape_and_identity_at_init():
 
 def test_default_model_is_small():
     n = count_parameters(AffineNet())
-    assert 1_000_000 <= n <= 5_000_000
+    assert 100_000 <= n <= 5_000_000  # ≤ 20 MB as float32
+
+
+def test_local_correlation_compares_shifted_cells():
+    g = torch.Generator().manual_seed(0)
+    fixed = torch.randn(1, 8, 6, 7, generator=g)
+    moving = torch.randn(1, 8, 6, 7, generator=g)
+    corr = local_correlation(moving, fixed, 1)
+    unit_m, unit_f = torch.nn.functional.normalize(moving, dim=1), torch.nn.functional.normalize(fixed, dim=1)
+    dy, dx, y, x = 1, -1, 2, 3  # channel (dy + 1) * 3 + (dx + 1) compares fixed (y, x) with moving (y + dy, x + dx)
+    assert torch.isclose(corr[0, (dy + 1) * 3 + dx + 1, y, x], (unit_m[0, :, y + dy, x + dx] * unit_f[0, :, y, x]).sum())
+    assert corr[0, :, 0, 0].view(3, 3)[0].abs().sum() == 0  # above the map: zero
+
+
+def test_correlation_fit_reads_a_known_shift():
+    """Moving features shifted by one cell (8 px): the least-squares fit is that translation."""
+    model = AffineNet()
+    with torch.no_grad():
+        model.match_scale.fill_(100.0)
+    big = torch.randn(1, 64, 62, 62, generator=torch.Generator().manual_seed(3))
+    fixed = big[..., 1:61, 1:61]
+    moving = big[..., 2:62, 0:60]  # moving cell (y - 1, x + 1) holds fixed cell (y, x)
+    correlation = local_correlation(moving, fixed, model.config.correlation_radius)
+    with torch.no_grad():
+        theta = model._fit_displacements(torch.zeros(1, model.config.global_channels, 60, 60), correlation, (480, 480), 8.0)
+    expected = torch.tensor([[1.0, 0.0, 2 * 8 / 480], [0.0, 1.0, -2 * 8 / 480]])  # normalised units: side = 2
+    assert torch.allclose(theta[0], expected, atol=0.006)  # the unmatched edge row and column pull a little
 
 
 @pytest.mark.parametrize("hw", [(300, 700), (448, 448), (700, 250), (225, 223), (100, 90)])
@@ -154,10 +181,7 @@ def test_gradients_reach_every_parameter():
 
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     step()
-    # at init the FC output layer is zero, so only the head receives gradients
-    assert model.fc2.weight.grad is not None and model.fc2.weight.grad.abs().sum() > 0
-    assert model.fc2.bias.grad.abs().sum() > 0
-    opt.step()
+    opt.step()  # the zero-initialised FC output layer passes gradients on from the second step
     step()
     for name, p in model.named_parameters():
         assert p.grad is not None, name

@@ -82,10 +82,11 @@ def test_empty_image_is_rejected_with_a_clear_error(ihc):
 
 
 def test_an_untrained_network_keeps_the_pose_and_its_stage_is_reported(ihc):
-    from napari_histoaffine.network import AffineNet
+    from napari_histoaffine.network import AffineNet, NetworkConfig
 
     moving, _ = known_pair(ihc, 75.0, 1.05)
     pose_only = register(moving, ihc, model=None, refine=False)
-    with_network = register(moving, ihc, model=AffineNet(), refine=False)  # identity at initialisation
+    untrained = AffineNet(NetworkConfig(correlation_radius=0))  # the identity at initialisation
+    with_network = register(moving, ihc, model=untrained, refine=False)
     assert with_network.stages == ["preprocess", "pose search", "network"]
     np.testing.assert_allclose(with_network.matrix, pose_only.matrix, atol=1e-4)
