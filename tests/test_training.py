@@ -8,7 +8,7 @@ import torch
 from napari_histoaffine import transforms
 from napari_histoaffine.errors import InputError
 from napari_histoaffine.network import AffineNet, NetworkConfig, load_model, read_model_metadata
-from napari_histoaffine.training import (TrainingConfig, TrainingPair, add_train_arguments, ihc_pairs,
+from napari_histoaffine.training import (TrainingConfig, TrainingPair, add_train_arguments, array_pair, ihc_pairs,
                                          make_sample, run_train, stain_jitter, train)
 
 SIZE = 128
@@ -154,3 +154,19 @@ def test_fine_tune_a_given_model_and_cli(tmp_path, capsys):
     with pytest.raises(InputError, match="works at"):
         train(_tiny_config(steps=1, working_size=2 * SIZE), ihc_pairs(crops=False), model=model)
     assert run_train(parser.parse_args(["--steps", "1", "--out", str(tmp_path / "x"), "--quiet"])) == 2
+
+
+def test_real_pairs_learn_from_the_refinement_and_validate_from_the_pose():
+    """A training pair's target is the refinement's result (landmark-free), close to the truth; a
+    validation pair keeps the search's first pose and no target, as the network alone meets it."""
+    from napari_histoaffine.sample import make_pair
+
+    pair = make_pair()
+    teach = array_pair(pair.moving, pair.fixed, pair.moving_landmarks, pair.fixed_landmarks, SIZE)
+    moved = transforms.apply_to_points(transforms.compose(teach.target, teach.fixed_to_original), teach.moving_landmarks)
+    error = np.median(np.linalg.norm(moved - pair.fixed_landmarks, axis=1)) / teach.fixed_diagonal
+    assert error < 0.01
+    sample = make_sample(teach, _tiny_config(), np.random.default_rng(0))
+    assert sample.truth is not None
+    held = array_pair(pair.moving, pair.fixed, pair.moving_landmarks, pair.fixed_landmarks, SIZE, teacher=False)
+    assert held.target is None and make_sample(held, _tiny_config(), None).truth is None

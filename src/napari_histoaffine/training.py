@@ -40,6 +40,7 @@ from .io import atomic_write, read_image, read_landmarks, read_pairs_table, writ
 from .metrics import image_diagonal
 from .network import AffineNet, NetworkConfig, count_parameters, file_sha256, load_model, read_model_metadata, save_model
 from .preprocess import prepare, prepare_pair, resample, to_float, working_factor
+from .refine import refine_affine
 from .rotation import search_pose
 from .similarity import ncc, smooth
 
@@ -61,13 +62,14 @@ class TrainingConfig:
 
     steps: int = 1000                     # optimizer steps in all (ignored when ``epochs`` is set)
     epochs: int | None = None             # alternatively: epochs × steps_per_epoch
-    steps_per_epoch: int | None = None    # None: max(25, ceil(training pairs / accumulation))
+    steps_per_epoch: int | None = 1000    # None: max(25, ceil(training pairs / accumulation)); an "epoch" of a few
+                                          # pairs decays the learning rate long before the network has learnt
     accumulation: int = 2                 # pairs per optimizer step (one pair per forward pass)
-    lr: float = 3e-4
+    lr: float = 1e-3
     gamma: float = 0.9                    # ExponentialLR factor per epoch
     working_size: int = NETWORK_SIZE      # long side of the working images: the size the network works at
     seed: int = 0
-    validate_every: int = 50              # optimizer steps between validations
+    validate_every: int = 500             # optimizer steps between validations
     validation_samples: int = 8           # synthetic validation samples when no pairs are held out
     out_dir: str | None = None            # model.safetensors (best), last.safetensors, log.csv, loss.png
     network: dict = field(default_factory=dict)   # NetworkConfig overrides for a new network (e.g. width)
@@ -78,11 +80,11 @@ class TrainingConfig:
     scale_range: tuple = (0.9, 1.1)
     shear: float = 0.02
     translation: float = 0.05             # fraction of the image side
-    # residual misalignment of the moving image (what the pose search leaves)
-    residual_rotation_deg: float = 8.0
-    residual_scale_range: tuple = (0.88, 1.14)
-    residual_shear: float = 0.06
-    residual_translation: float = 0.04
+    # residual misalignment of the moving image (what the pose search leaves: median 1.3°, a few % scale)
+    residual_rotation_deg: float = 4.0
+    residual_scale_range: tuple = (0.93, 1.07)
+    residual_shear: float = 0.03
+    residual_translation: float = 0.03
     # appearance, before preprocessing
     stain_jitter: float = 0.3             # HED per-channel scale ±s, shift ±s·std
     brightness: float = 0.08
@@ -92,6 +94,8 @@ class TrainingConfig:
     loss_weight: str = "valid"            # "none" (whole grid, the paper), "valid" (where both images have pixels),
                                           # "tissue" (valid × fixed tissue mask)
     loss_sigmas: tuple = (1.0, 4.0)       # NCC averaged over these Gaussian smoothings (a wide basin and a sharp peak)
+    target_weight: float = 10.0           # weight of the grid distance to the pair's known target (self pairs: the
+                                          # augmentation; real pairs: the refinement's result); 0: NCC alone, the paper
     # data description (for the record and for resuming from the CLI)
     data: dict = field(default_factory=dict)
 
@@ -127,9 +131,11 @@ class TrainingPair:
     """A source of training samples: moving and fixed pixels (RGB or gray) and the pose between them.
 
     ``pose`` maps moving working pixels to fixed working pixels (the prepared images of
-    ``moving``/``fixed`` at ``factor``). Self pairs (``moving is fixed``) use the identity and a
-    per-sample factor that fits ``working_size``; landmarks (working pixels of moving, original
-    pixels of fixed) allow rTRE in validation.
+    ``moving``/``fixed`` at ``factor``): where the network starts. ``target`` is the best known
+    moving → fixed matrix, the network's goal: the identity for self pairs (``moving is fixed``, a
+    per-sample factor that fits ``working_size``), the iterative NCC refinement's result for real
+    pairs (a teacher that needs no landmarks), ``None`` where unknown. Landmarks (working pixels of
+    moving, original pixels of fixed) allow rTRE in validation.
     """
 
     name: str
@@ -142,6 +148,11 @@ class TrainingPair:
     fixed_landmarks: np.ndarray | None = field(default=None, repr=False)    # original fixed pixels
     fixed_to_original: np.ndarray | None = field(default=None, repr=False)  # working fixed → original fixed
     fixed_diagonal: float | None = None
+    target: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.target is None and self.self_pair:
+            self.target = transforms.identity()
 
     @property
     def self_pair(self) -> bool:
@@ -171,14 +182,19 @@ def ihc_pairs(crops: bool = True) -> list[TrainingPair]:
     return pairs
 
 
-def folder_pairs(folder, working_size: int = NETWORK_SIZE, crops: bool = True) -> list[TrainingPair]:
-    """Every image in ``folder`` as a self pair (kept at up to twice the working size, for sharp crops)."""
+def folder_pairs(folder, working_size: int = NETWORK_SIZE, crops: bool = True,
+                 holdout: Sequence[str] = ()) -> list[TrainingPair]:
+    """Every image in ``folder`` (but those with a ``holdout`` substring in the name) as a self pair.
+
+    Images are kept at up to twice the working size, for sharp crops.
+    """
     root = Path(folder)
     if not root.is_dir():
         raise InputError(f"training folder not found: {root}")
-    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                   and not _held_out(p, holdout))
     if not files:
-        raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in training folder {root}")
+        raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) left in training folder {root}")
     pairs = []
     for path in files:
         level = read_image(path, max_long_side=2 * working_size)
@@ -190,17 +206,25 @@ def folder_pairs(folder, working_size: int = NETWORK_SIZE, crops: bool = True) -
 
 
 def array_pair(moving, fixed, moving_landmarks_xy=None, fixed_landmarks_xy=None,
-               working_size: int = NETWORK_SIZE, *, name: str = "pair", full_shapes=None) -> TrainingPair:
+               working_size: int = NETWORK_SIZE, *, name: str = "pair", full_shapes=None,
+               teacher: bool = True) -> TrainingPair:
     """A training pair of two in-memory sections (e.g. napari layers), posed once by the rotation search.
 
-    Landmarks ``(x, y)`` (used when both are given) are pixels of the full-resolution images, whose
-    ``(rows, cols)`` are ``full_shapes`` ``(moving, fixed)`` when the arrays are reduced levels.
+    With ``teacher`` the refinement of the search's candidates gives the pair's ``target`` and its
+    winning candidate the pose; without, the pose is the search's first candidate, as the network
+    alone gets it at inference (validation pairs). Landmarks ``(x, y)`` (used when both are given)
+    are pixels of the full-resolution images, whose ``(rows, cols)`` are ``full_shapes``
+    ``(moving, fixed)`` when the arrays are reduced levels.
     """
     moving, fixed = np.asarray(moving), np.asarray(fixed)
     moving_full, fixed_full = full_shapes or (moving.shape, fixed.shape)
     factor = working_factor([moving.shape, fixed.shape], working_size)
     prepared_moving, prepared_fixed = prepare_pair(moving, fixed, working_size)
-    pose = search_pose(prepared_moving, prepared_fixed)[0].matrix
+    poses = search_pose(prepared_moving, prepared_fixed)
+    pose, target = poses[0].matrix, None
+    if teacher:
+        refined = refine_affine(prepared_moving, prepared_fixed, [p.matrix for p in poses])
+        pose, target = poses[refined.start_index].matrix, refined.matrix
     moving_lm = fixed_lm = None
     if moving_landmarks_xy is not None and fixed_landmarks_xy is not None:
         to_full = transforms.compose(prepared_moving.to_input, transforms.resample_matrix(moving.shape, moving_full))
@@ -210,7 +234,7 @@ def array_pair(moving, fixed, moving_landmarks_xy=None, fixed_landmarks_xy=None,
         name, _resize(moving, factor), _resize(fixed, factor), pose, factor=1.0,
         moving_landmarks=moving_lm, fixed_landmarks=fixed_lm,
         fixed_to_original=transforms.compose(prepared_fixed.to_input, transforms.resample_matrix(fixed.shape, fixed_full)),
-        fixed_diagonal=image_diagonal(fixed_full))
+        fixed_diagonal=image_diagonal(fixed_full), target=target)
     if result.moving.shape[:2] != prepared_moving.image.shape or result.fixed.shape[:2] != prepared_fixed.image.shape:
         raise AssertionError("working shapes of the pair differ from preprocessing")  # pragma: no cover
     return result
@@ -219,8 +243,8 @@ def array_pair(moving, fixed, moving_landmarks_xy=None, fixed_landmarks_xy=None,
 _POSE_CACHE: dict = {}
 
 
-def _table_pair(pair, working_size: int) -> TrainingPair:
-    key = (pair.moving_image, pair.fixed_image, pair.moving_landmarks, pair.fixed_landmarks, working_size)
+def _table_pair(pair, working_size: int, teacher: bool) -> TrainingPair:
+    key = (pair.moving_image, pair.fixed_image, pair.moving_landmarks, pair.fixed_landmarks, working_size, teacher)
     if key not in _POSE_CACHE:
         moving_level = read_image(pair.moving_image, max_long_side=working_size)
         fixed_level = read_image(pair.fixed_image, max_long_side=working_size)
@@ -229,7 +253,7 @@ def _table_pair(pair, working_size: int) -> TrainingPair:
                 and Path(pair.fixed_landmarks).is_file():
             landmarks = (read_landmarks(pair.moving_landmarks), read_landmarks(pair.fixed_landmarks))
         _POSE_CACHE[key] = array_pair(moving_level.data, fixed_level.data, *landmarks, working_size, name=pair.case,
-                                      full_shapes=(moving_level.full_shape, fixed_level.full_shape))
+                                      full_shapes=(moving_level.full_shape, fixed_level.full_shape), teacher=teacher)
     return _POSE_CACHE[key]
 
 
@@ -239,12 +263,16 @@ def table_pairs(table, working_size: int = NETWORK_SIZE, holdout: Sequence[str] 
     rows = read_pairs_table(table)
     train_pairs, val_pairs = [], []
     for i, row in enumerate(rows):
-        names = (Path(row.moving_image).name.lower(), Path(row.fixed_image).name.lower())
-        held = any(h.lower() in n for h in holdout if h for n in names)
+        held = _held_out(row.moving_image, holdout) or _held_out(row.fixed_image, holdout)
         if on_progress is not None:
             on_progress(f"pose search {i + 1}/{len(rows)}: {row.case}")
-        (val_pairs if held else train_pairs).append(_table_pair(row, working_size))
+        (val_pairs if held else train_pairs).append(_table_pair(row, working_size, teacher=not held))
     return train_pairs, val_pairs
+
+
+def _held_out(path, holdout: Sequence[str]) -> bool:
+    name = Path(path).name.lower()
+    return any(h.lower() in name for h in holdout if h)
 
 
 def load_training_data(config: TrainingConfig, on_progress: Callable[[str], None] | None = None) -> TrainingData:
@@ -257,7 +285,7 @@ def load_training_data(config: TrainingConfig, on_progress: Callable[[str], None
         train_pairs += t
         val_pairs += v
     for folder in spec.get("folders", []) or []:
-        train_pairs += folder_pairs(folder, config.working_size, crops)
+        train_pairs += folder_pairs(folder, config.working_size, crops, spec.get("holdout", []) or [])
     if spec.get("ihc"):
         train_pairs += ihc_pairs(crops)
     if not train_pairs:
@@ -312,7 +340,7 @@ class Sample:
     fixed_mask: torch.Tensor
     moving_valid: torch.Tensor         # 1 where the moving sample has pixels of its image (not the zero border)
     fixed_valid: torch.Tensor
-    truth: np.ndarray | None = None    # moving-sample → fixed-sample pixels (self pairs only)
+    truth: np.ndarray | None = None    # moving-sample → fixed-sample pixels, where the pair's target is known
     pair: TrainingPair | None = None
     augmented: bool = True             # False: the pair as at inference (pose only), landmarks apply
 
@@ -363,8 +391,8 @@ def make_sample(pair: TrainingPair, config: TrainingConfig, rng: np.random.Gener
     moving_valid = _warp(np.ones(pm.image.shape, np.float32), to_sample, shape)
     fixed_valid = _warp(np.ones(shape, np.float32), common, shape)
     truth = None
-    if pair.self_pair:
-        truth = transforms.compose(transforms.invert(to_sample), pose, common)
+    if pair.target is not None:
+        truth = transforms.compose(transforms.invert(to_sample), pair.target, common)
     return Sample(moving, fixed, fixed_mask, moving_valid, fixed_valid, truth, pair, rng is not None)
 
 
@@ -387,9 +415,23 @@ def _similarity(sample: Sample, theta: torch.Tensor, config: TrainingConfig) -> 
     return torch.stack([ncc(smooth(warped, s), smooth(fixed, s), weight) for s in config.loss_sigmas]).mean(0)
 
 
+_GRID = torch.tensor([[x, y, 1.0] for y in (-1.0, 0.0, 1.0) for x in (-1.0, 0.0, 1.0)]).T  # 3×3 grid, homogeneous
+
+
+def _point_error(theta: torch.Tensor, sample: Sample) -> torch.Tensor:
+    """Mean distance (normalised units, image side = 2) between where ``theta`` and the truth map a 3×3 grid."""
+    shape = sample.fixed.shape[-2:]
+    truth = torch.from_numpy(transforms.to_theta(sample.truth, sample.moving.shape[-2:], shape)).float()
+    return torch.linalg.vector_norm((theta[0] - truth) @ _GRID, dim=0).mean()
+
+
 def _loss(model: AffineNet, sample: Sample, config: TrainingConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Negative NCC, plus the weighted distance to the known target where there is one."""
     theta = model(sample.moving, sample.fixed)
-    return -_similarity(sample, theta, config).mean(), theta
+    loss = -_similarity(sample, theta, config).mean()
+    if sample.truth is not None and config.target_weight > 0:
+        loss = loss + config.target_weight * _point_error(theta, sample)
+    return loss, theta
 
 
 # ----------------------------------------------------------------------------------------- the loop
@@ -457,7 +499,7 @@ def evaluate(model: AffineNet, samples: list[Sample], config: TrainingConfig | N
             grid = np.stack(np.meshgrid(np.linspace(0, w - 1, 5), np.linspace(0, h - 1, 5)), -1).reshape(-1, 2)
             diff = transforms.apply_to_points(matrix, grid) - transforms.apply_to_points(s.truth, grid)
             errors.append(float(np.linalg.norm(diff, axis=1).mean() / np.hypot(h, w)))
-        elif pair is not None and not s.augmented and pair.moving_landmarks is not None:
+        if pair is not None and not s.augmented and pair.moving_landmarks is not None:
             full = transforms.compose(pair.pose, matrix, pair.fixed_to_original)
             moved = transforms.apply_to_points(full, pair.moving_landmarks)
             n = min(len(moved), len(pair.fixed_landmarks))
@@ -706,7 +748,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     outg.add_argument("--out", default=None, metavar="DIR",
                       help="writes DIR/model.safetensors (best), last.safetensors, log.csv, loss.png")
     outg.add_argument("--ship", action="store_true",
-                      help="copy the best weights to the package's models/default.safetensors (+ default.json)")
+                      help="copy the final weights to the package's models/default.safetensors (+ default.json)")
     outg.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -736,19 +778,19 @@ def _config_from_args(args) -> TrainingConfig:
     return TrainingConfig.from_dict(values)
 
 
-def ship(best: Path, config: TrainingConfig, outcome: TrainingOutcome, command: str) -> Path:
-    """Copy ``best`` into the package as the default model and write its card (models/default.json)."""
+def ship(weights: Path, config: TrainingConfig, outcome: TrainingOutcome, command: str) -> Path:
+    """Copy ``weights`` into the package as the default model and write its card (models/default.json)."""
     target_dir = Path(__file__).resolve().parent / "models"
     target_dir.mkdir(exist_ok=True)
     target = target_dir / "default.safetensors"
     with atomic_write(target, "wb") as fh:
-        fh.write(Path(best).read_bytes())
+        fh.write(Path(weights).read_bytes())
     model = load_model(target)
     meta = read_model_metadata(target)
     write_json(target.with_suffix(".json"), {
         "sha256": file_sha256(target), "network": meta["config"], "training": config.to_dict(),
         "data": config.data, "command": command, "wall_time_s": round(outcome.seconds, 1),
-        "parameters": count_parameters(model), "best_step": outcome.best_step, "steps": outcome.steps,
+        "parameters": count_parameters(model), "size_bytes": target.stat().st_size, "steps": meta["extra"].get("step"),
         "validation": meta["extra"].get("validation")})
     return target
 
@@ -809,7 +851,8 @@ def run_train(args) -> int:
                           "final": outcome.final_validation, "best_validation": outcome.best_validation,
                           "best_step": outcome.best_step, "best": str(outcome.best_path)}, indent=2))
         if args.ship:
-            target = ship(outcome.best_path, config, outcome, " ".join(["histoaffine"] + sys.argv[1:]))
+            # the state after the last step, as in the paper: validation is watched, not used to choose
+            target = ship(outcome.last_path, config, outcome, " ".join(["histoaffine"] + sys.argv[1:]))
             say(f"shipped {target}")
         return 0
     except InputError as exc:

@@ -28,11 +28,13 @@ from ..errors import HistoAffineError, InputError
 from ..io import atomic_write
 from ..layer_transforms import layer_matrices, points_between, rowcol_to_xy
 from ..models import default_weights_path, resolve_model
+from ..network import NetworkConfig
 from ..training import TrainingConfig, TrainingUpdate, array_pair, folder_pairs, table_pairs, train
 from .layer_pickers import LayerPairPicker
 from .register_widget import BUNDLED, WEIGHTS_FILE, RegisterWidget, _image_array, browse_weights, make_button
 
 NEW = "new network"
+FINE_TUNE_LR = 1e-4  # the paper's rate: gentle enough to adapt trained weights (a new network learns faster at 1e-3)
 # scaled by "augmentation strength" (0: none, 1: the training defaults); scale ranges as powers
 _AUGMENTATION = ("rotation_deg", "shear", "translation", "residual_rotation_deg", "residual_shear",
                  "residual_translation", "stain_jitter", "brightness", "contrast")
@@ -122,11 +124,11 @@ class TrainingWidget(QWidget):
         self.weights_edit = QLineEdit()
         self.weights_edit.setPlaceholderText("start from these .safetensors weights")
         browse = make_button("…", lambda: browse_weights(self, self.weights_edit, self.init_combo))
-        self.width_spin = _spin(4, 256, 32)
+        self.width_spin = _spin(4, 256, NetworkConfig().width)
         self.length_spin, self.unit_combo = _spin(1, 1_000_000, d.steps), QComboBox()
         self.unit_combo.addItems(["steps", "epochs"])
-        self.epoch_spin = _spin(1, 100_000, 25)
-        self.lr_spin = QDoubleSpinBox(decimals=6, minimum=1e-6, maximum=0.1, singleStep=1e-5, value=d.lr)
+        self.epoch_spin = _spin(1, 100_000, 100)
+        self.lr_spin = QDoubleSpinBox(decimals=6, minimum=1e-6, maximum=0.1, singleStep=1e-5, value=FINE_TUNE_LR)
         self.accumulation_spin = _spin(1, 64, d.accumulation)
         self.augmentation_spin = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=2.0, singleStep=0.1, value=1.0)
         self.size_spin = _spin(64, 4096, TrainingConfig().working_size)
