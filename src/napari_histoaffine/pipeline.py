@@ -1,5 +1,9 @@
 """The registration pipeline (the paper's Algorithm 1 plus pose candidates and refinement).
 
+Preprocess → pose search (ranked rotation/mirror candidates) → then, with a network, the pose that
+fits best goes through the network and a short two-level refinement; without one, every candidate
+is refined side by side and the best wins. ``refine=False`` with a network is the paper's method.
+
 ``register_steps`` is a generator that yields :class:`~napari_histoaffine.results.Progress` after
 each stage and returns the :class:`~napari_histoaffine.results.RegistrationResult`, so a GUI can
 run it in a worker, show progress and cancel between stages; ``register`` simply runs it.
@@ -18,31 +22,36 @@ from .errors import InputError
 from .models import resolve_model
 from .network import AffineNet
 from .preprocess import DEFAULT_WORKING_SIZE, PreparedImage, prepare_pair
-from .refine import refine_affine, structure_similarity
+from .refine import DEFAULT_SCALES, refine_affine, structure_similarity
 from .results import Pose, Progress, RegistrationResult, TissueMasks
 from .rotation import downsample_pair, search_pose
 
 STAGES = ("preprocess", "pose search", "network", "refinement")
+# The network's start needs no coarse level and no second network pass; a finer last level (than
+# DEFAULT_SCALES) buys precision for the time they save.
+AFTER_NETWORK_SCALES = ((192, 15, 0.005), (288, 10, 0.002))
 
 
-def _network_starts(model: AffineNet, moving: PreparedImage, fixed: PreparedImage, poses: list[Pose]) -> list[np.ndarray]:
-    """Each pose followed by the network's affine correction (working moving → fixed matrices).
+def _network_start(model: AffineNet, moving: PreparedImage, fixed: PreparedImage, pose: Pose, passes: int) -> np.ndarray:
+    """The pose followed by the network's affine corrections (working moving → fixed matrix).
 
     The network sees the posed moving image and the fixed image at the size it was trained on; its
-    theta lives in normalised coordinates of the fixed grid, which no resampling changes.
+    theta lives in normalised coordinates of the fixed grid, which no resampling changes. It runs
+    ``passes`` times, each pass on the moving image warped by the previous estimate.
     """
     fixed_long_side = model.config.input_long_side
     long_side = round(fixed_long_side * max(max(moving.image.shape), max(fixed.image.shape)) / max(fixed.image.shape))
     moving_small, m_to_small, fixed_small, f_to_small = downsample_pair(moving.image, fixed.image, long_side)
     shape = fixed_small.shape[-2:]
-    thetas = torch.from_numpy(np.stack([
-        transforms.to_theta(transforms.compose(transforms.invert(m_to_small), p.matrix, f_to_small), moving_small.shape[-2:],
-                            shape) for p in poses])).float()
-    with torch.inference_mode():
-        posed = transforms.warp_tensor(moving_small, thetas, shape)
-        corrections = model(posed, fixed_small.expand_as(posed)).numpy()
-    return [transforms.compose(p.matrix, transforms.from_theta(t, fixed.image.shape, fixed.image.shape))
-            for p, t in zip(poses, corrections)]
+    matrix = pose.matrix
+    for _ in range(passes):
+        theta = transforms.to_theta(transforms.compose(transforms.invert(m_to_small), matrix, f_to_small),
+                                    moving_small.shape[-2:], shape)
+        with torch.inference_mode():
+            posed = transforms.warp_tensor(moving_small, torch.from_numpy(theta).float()[None], shape)
+            correction = model(posed, fixed_small)[0].numpy()
+        matrix = transforms.compose(matrix, transforms.from_theta(correction, fixed.image.shape, fixed.image.shape))
+    return matrix
 
 
 def _tissue_overlap(moving: PreparedImage, fixed: PreparedImage, matrix: np.ndarray) -> float:
@@ -85,14 +94,20 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
         raise InputError(f"pose candidate {candidate} does not exist: the search found {len(poses)}")
     starts_from = poses if candidate is None else [poses[candidate]]
     starts = [p.matrix for p in starts_from]
-    if network is not None:
-        starts = _network_starts(network, prepared_moving, prepared_fixed, starts_from)
-        yield finished("network")
     chosen = 0
+    if network is not None:  # the best-fitting pose alone goes on, corrected by the network
+        if len(starts) > 1:
+            chosen = int(np.argmax(structure_similarity(prepared_moving, prepared_fixed, starts)))
+        passes = 1 if refine else network.config.passes
+        starts = [_network_start(network, prepared_moving, prepared_fixed, starts_from[chosen], passes)]
+        yield finished("network")
     matrix = starts[0]
-    if refine:
-        refined = refine_affine(prepared_moving, prepared_fixed, starts)
-        matrix, chosen = refined.matrix, refined.start_index
+    if refine:  # without a network all poses are refined side by side and the best one wins
+        refined = refine_affine(prepared_moving, prepared_fixed, starts,
+                                DEFAULT_SCALES if network is None else AFTER_NETWORK_SCALES)
+        matrix = refined.matrix
+        if network is None:
+            chosen = refined.start_index
         yield finished("refinement")
 
     before, after = structure_similarity(prepared_moving, prepared_fixed, [transforms.identity(), matrix])
