@@ -1,6 +1,11 @@
 """Side-by-side comparison of registration methods on one pairs table, scored by the shared score.py.
 
 Usage: nice python benchmarks/bench_compare.py [--cases DIR] [--out DIR] [--score PATH] [--threads N]
+                                              [--held-out-stains A,B,...]
+
+``--held-out-stains`` keeps only the cases both of whose stains (the two sides of ``_to_`` in the
+Case name) are among those named, i.e. cases the shipped network never saw in training; the
+filtered table (absolute paths) is written to ``OUT/cases/pairs.csv`` and scored from there.
 
 All methods see the same decoded images (decoding is outside the timer), in the same process with
 the same thread settings (torch, OpenCV, ITK/elastix, OMP). Per method the script writes
@@ -30,10 +35,13 @@ def parse_args():
     ap.add_argument("--out", default="/tmp/histoaffine-compare")
     ap.add_argument("--score", default=str(ROOT.parent / "shared" / "bench" / "score.py"))
     ap.add_argument("--threads", type=int, default=1, help="threads for every library (default 1)")
+    ap.add_argument("--held-out-stains", default="", metavar="A,B",
+                    help="only cases whose two stains are both among these (e.g. the stains left out of training)")
     return ap.parse_args()
 
 
 ARGS = parse_args()
+CASES = Path(ARGS.cases)
 for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"):
     os.environ[var] = str(ARGS.threads)  # before the libraries start their thread pools
 
@@ -115,6 +123,28 @@ def sift_ransac(moving, fixed):
     return compose(invert(m_in), np.vstack([affine, [0.0, 0.0, 1.0]]), f_in)
 
 
+def landmark_fit(pair):
+    """Least-squares affine of the expert landmarks themselves: the best any affine method can reach."""
+    source, target = io.read_landmarks(pair.moving_landmarks), io.read_landmarks(pair.fixed_landmarks)
+    n = min(len(source), len(target))
+    design = np.column_stack([source[:n], np.ones(n)])
+    solution = np.linalg.lstsq(design, target[:n], rcond=None)[0]      # (3, 2): [x y 1] @ solution
+    return np.vstack([solution.T, [0.0, 0.0, 1.0]])
+
+
+def held_out_cases(cases: Path, stains: list[str], out: Path) -> Path:
+    """A copy of the pairs table with only the cases whose two stains are both in ``stains``."""
+    table = pd.read_csv(cases / "pairs.csv")
+    sides = table["Case"].str.split("__").str[0].str.split("_to_")
+    keep = sides.map(lambda ab: len(ab) == 2 and all(any(s in side for s in stains) for side in ab))
+    table = table[keep].copy()
+    for column in ("Target image", "Source image", "Target landmarks", "Source landmarks"):
+        table[column] = table[column].map(lambda p: str((cases / p).resolve()))
+    (out / "cases").mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "cases" / "pairs.csv", index=False)
+    return out / "cases"
+
+
 def on_levels(fn):
     """Method on the decoded arrays → method on io.ImageLevel pairs returning the full-resolution matrix."""
     return lambda m, f: compose(invert(m.to_full), fn(m.data, f.data), f.to_full)
@@ -124,11 +154,13 @@ def pipeline(**options):
     return lambda m, f: register_levels(m, f, **options).matrix
 
 
+DEFAULT = "default pipeline (rotation + network + refinement)"
 METHODS = {  # name: (results folder, function of two ImageLevels → full-resolution matrix moving → fixed)
     "identity (no transform)": ("identity", None),
+    "best affine fit of the landmarks (oracle)": ("landmark-fit", "oracle"),
     "rotation search only": ("rotation-search", pipeline(model=None, refine=False)),
-    "rotation + network": ("rotation-network", pipeline(model="default", refine=False)),
-    "default pipeline": ("default-pipeline", pipeline()),
+    "rotation + network (the paper's method)": ("rotation-network", pipeline(model="default", refine=False)),
+    DEFAULT: ("default-pipeline", pipeline()),
     "elastix affine alone (Mattes MI, 4 levels, 256 px)": ("elastix-affine", on_levels(elastix_alone)),
     "rotation search, then elastix affine (\"iterative\")": ("rotation-elastix", on_levels(rotation_then_elastix)),
     "SIFT + RANSAC affine (384 px)": ("sift-ransac", on_levels(sift_ransac)),
@@ -146,7 +178,7 @@ def synthetic_check(level):
     grid = np.stack(np.meshgrid(np.linspace(0.2 * w, 0.8 * w, 5), np.linspace(0.2 * h, 0.8 * h, 5)), -1).reshape(-1, 2)
     errors = {}
     for name, (_, fn) in METHODS.items():
-        if fn is not None:
+        if callable(fn):
             error = metrics.tre(apply_to_points(fn(moving, fixed), grid), apply_to_points(truth, grid))
             errors[name] = float(np.median(error)) / metrics.image_diagonal((h, w))
     return errors
@@ -154,7 +186,7 @@ def synthetic_check(level):
 
 def score(results_dir):
     report = results_dir / "score.json"
-    subprocess.run([sys.executable, ARGS.score, ARGS.cases, str(results_dir), "--json", str(report), "--quiet"],
+    subprocess.run([sys.executable, ARGS.score, str(CASES), str(results_dir), "--json", str(report), "--quiet"],
                    check=True)
     return json.loads(report.read_text())["groups"]["all"]
 
@@ -177,11 +209,15 @@ def plot_cumulative(curves: dict, path):
 
 
 def main():
+    global CASES
     if models.default_weights_path() is None:
-        print("rotation + network: row skipped, no model ships yet (default pipeline = rotation search + refinement)")
-        del METHODS["rotation + network"]
-    pairs = io.read_pairs_table(Path(ARGS.cases) / "pairs.csv")
+        print("rotation + network: row skipped, no model ships (default pipeline = rotation search + refinement)")
+        del METHODS["rotation + network (the paper's method)"]
     out = Path(ARGS.out)
+    stains = [s.strip() for s in ARGS.held_out_stains.split(",") if s.strip()]
+    if stains:
+        CASES = held_out_cases(CASES, stains, out)
+    pairs = io.read_pairs_table(CASES / "pairs.csv")
     for folder, _ in METHODS.values():
         (out / folder).mkdir(parents=True, exist_ok=True)
         for old in (out / folder).glob("*.csv"):
@@ -200,8 +236,8 @@ def main():
         for name, (folder, fn) in METHODS.items():
             try:
                 start = time.perf_counter()
-                matrix = identity() if fn is None else fn(moving, fixed)
-                seconds[name][pair.case] = 0.0 if fn is None else time.perf_counter() - start
+                matrix = identity() if fn is None else landmark_fit(pair) if fn == "oracle" else fn(moving, fixed)
+                seconds[name][pair.case] = time.perf_counter() - start if callable(fn) else 0.0
                 if not np.all(np.isfinite(matrix)):
                     raise ValueError("non-finite transform")
                 io.write_landmarks(out / folder / f"{pair.case}.csv", apply_to_points(matrix, source))
@@ -217,14 +253,14 @@ def main():
                     f"{s['success_pct']:.1f} | {s['median_s']:.3f} |")
         curves[name.split(" (")[0]] = _landmark_rtre(pairs, pd.DataFrame({"diagonal": diagonals}), out / folder)[1]
     plot_cumulative(curves, out / "rtre_cumulative.png")
-    print(f"\n{len(pairs)} pairs of {Path(ARGS.cases).resolve()}; scored by {ARGS.score}; registration time only "
+    print(f"\n{len(pairs)} pairs of {CASES.resolve()}; scored by {ARGS.score}; registration time only "
           f"(images decoded beforehand); {ARGS.threads} thread(s) for torch, OpenCV, ITK/elastix and OMP; "
           f"torch {torch.__version__}, itk {itk.Version.GetITKVersion()}, OpenCV {cv2.__version__}\n")
     print("| method | MMrTRE | AMrTRE | mean max rTRE | success % | median s/pair |\n|---|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
     medians = {n: np.median(list(s.values())) for n, s in seconds.items() if s}
     for name in (n for n in medians if "elastix" in n):
-        print(f"{name}: {medians[name] / medians['default pipeline']:.1f}× the default pipeline's median time")
+        print(f"{name}: {medians[name] / medians[DEFAULT]:.1f}× the default pipeline's median time")
     for name, errs in errors.items():
         if errs:
             print(f"{name}: {len(errs)} pair(s) failed, see {out / METHODS[name][0] / 'errors.csv'}")

@@ -1,6 +1,7 @@
-"""Forward-pass timing of AffineNet on CPU (median of 20 after warm-up) at typical working sizes.
+"""Forward-pass timing of the shipped AffineNet on CPU (median of 20 after warm-up).
 
-Usage: python benchmarks/bench_network.py [--threads 2] [--repeats 20]
+The first size is the default working size (224 px long side, 4:3); the others show how the time
+grows with the patch grid. Usage: python benchmarks/bench_network.py [--threads 1] [--repeats 20]
 """
 import argparse
 import statistics
@@ -8,20 +9,21 @@ import time
 
 import torch
 
+from napari_histoaffine.models import load_default_model
 from napari_histoaffine.network import AffineNet, count_parameters
 
-SIZES = [(448, 336), (512, 384), (672, 512)]  # (width, height)
+SIZES = [(224, 168), (448, 336), (672, 512)]  # (width, height)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = AffineNet().eval()
+    model = load_default_model() or AffineNet().eval()
     print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, parameters={count_parameters(model):,}")
     print("| working size (W×H) | patch grid | median forward [ms] | min [ms] |")
     print("|---|---|---|---|")
