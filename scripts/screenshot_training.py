@@ -1,4 +1,4 @@
-"""Fine-tune on the sample pair in napari and save docs/screenshot_training.png mid-training (``xvfb-run -a``)."""
+"""Fine-tune the bundled network on the sample pair in napari and save docs/screenshot_training.png mid-training (``xvfb-run -a``)."""
 import tempfile
 from pathlib import Path
 
@@ -21,14 +21,9 @@ def main() -> None:
         viewer.layers[name].visible = False
     _, widget = viewer.window.add_plugin_dock_widget("napari-histoaffine", "Fine-tune network")
     widget.add_layer_pair()
-    widget.init_combo.setCurrentText("new network")  # small and quick: this is a picture, not a model
-    widget.width_spin.setValue(8)
+    widget.init_combo.setCurrentText("bundled default")  # fine-tuning the shipped network, default settings
     widget.length_spin.setValue(200)
-    widget.size_spin.setValue(192)
-    widget.epoch_spin.setValue(5)
-    widget.lr_spin.setValue(1e-3)
-    widget.accumulation_spin.setValue(1)
-    widget.augmentation_spin.setValue(0.5)
+    widget.epoch_spin.setValue(10)
     widget.start_button.click()
     while len(widget.loss_line.get_xdata()) < CURVE_POINTS:
         QApplication.processEvents()

@@ -156,7 +156,7 @@ class TrainingWidget(QWidget):
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(200)
         ax = self.figure.add_subplot(111)
-        self.loss_line, = ax.plot([], [], color="C0", lw=1, label="training loss (−NCC)")
+        self.loss_line, = ax.plot([], [], color="C0", lw=1, label="training loss (−NCC + target distance)")
         self.val_line, = ax.plot([], [], "o-", color="C3", label="validation −NCC")
         ax.set_xlabel("optimizer step")
         ax.legend(loc="upper right", fontsize=8)
