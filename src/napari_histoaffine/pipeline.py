@@ -27,9 +27,8 @@ from .results import Pose, Progress, RegistrationResult, TissueMasks
 from .rotation import downsample_pair, search_pose
 
 STAGES = ("preprocess", "pose search", "network", "refinement")
-# The network's start needs no coarse level and no second network pass; a finer last level (than
-# DEFAULT_SCALES) buys precision for the time they save.
-AFTER_NETWORK_SCALES = ((192, 15, 0.005), (288, 10, 0.002))
+# After the network one pass is enough, and a finer last level than DEFAULT_SCALES' adds precision.
+AFTER_NETWORK_SCALES = DEFAULT_SCALES + ((288, 10, 0.002),)
 
 
 def _network_start(model: AffineNet, moving: PreparedImage, fixed: PreparedImage, pose: Pose, passes: int) -> np.ndarray:
@@ -95,19 +94,17 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
     starts_from = poses if candidate is None else [poses[candidate]]
     starts = [p.matrix for p in starts_from]
     chosen = 0
-    if network is not None:  # the best-fitting pose alone goes on, corrected by the network
+    if network is not None:  # the best-fitting pose is corrected by the network
         if len(starts) > 1:
             chosen = int(np.argmax(structure_similarity(prepared_moving, prepared_fixed, starts)))
         passes = 1 if refine else network.config.passes
-        starts = [_network_start(network, prepared_moving, prepared_fixed, starts_from[chosen], passes)]
+        starts[chosen] = _network_start(network, prepared_moving, prepared_fixed, starts_from[chosen], passes)
         yield finished("network")
-    matrix = starts[0]
-    if refine:  # without a network all poses are refined side by side and the best one wins
+    matrix = starts[chosen]
+    if refine:  # every start refined side by side at the coarsest scale; the best one goes on
         refined = refine_affine(prepared_moving, prepared_fixed, starts,
                                 DEFAULT_SCALES if network is None else AFTER_NETWORK_SCALES)
-        matrix = refined.matrix
-        if network is None:
-            chosen = refined.start_index
+        matrix, chosen = refined.matrix, refined.start_index
         yield finished("refinement")
 
     before, after = structure_similarity(prepared_moving, prepared_fixed, [transforms.identity(), matrix])
