@@ -1,8 +1,8 @@
 """The registration pipeline (the paper's Algorithm 1 plus pose candidates and refinement).
 
-Preprocess → pose search (ranked rotation/mirror candidates) → then, with a network, the pose that
-fits best goes through the network and a short two-level refinement; without one, every candidate
-is refined side by side and the best wins. ``refine=False`` with a network is the paper's method.
+Preprocess → pose search (ranked rotation/mirror candidates) → the network corrects the candidate
+that fits best → the refinement refines all candidates side by side at a coarse scale (that one
+corrected) and the best continues at finer scales. ``refine=False`` is the paper's method.
 
 ``register_steps`` is a generator that yields :class:`~napari_histoaffine.results.Progress` after
 each stage and returns the :class:`~napari_histoaffine.results.RegistrationResult`, so a GUI can
