@@ -54,6 +54,7 @@ from tqdm import tqdm  # noqa: E402
 
 from napari_histoaffine import io, metrics, models  # noqa: E402
 from napari_histoaffine.evaluation import _landmark_rtre, read_pair, register_levels  # noqa: E402
+from napari_histoaffine.layer_transforms import fit_affine  # noqa: E402
 from napari_histoaffine.preprocess import prepare_pair, resample, to_grayscale, working_factor  # noqa: E402
 from napari_histoaffine.rotation import search_pose  # noqa: E402
 from napari_histoaffine.transforms import (apply_to_points, compose, identity, invert, rotation, scaling,  # noqa: E402
@@ -125,11 +126,7 @@ def sift_ransac(moving, fixed):
 
 def landmark_fit(pair):
     """Least-squares affine of the expert landmarks themselves: the best any affine method can reach."""
-    source, target = io.read_landmarks(pair.moving_landmarks), io.read_landmarks(pair.fixed_landmarks)
-    n = min(len(source), len(target))
-    design = np.column_stack([source[:n], np.ones(n)])
-    solution = np.linalg.lstsq(design, target[:n], rcond=None)[0]      # (3, 2): [x y 1] @ solution
-    return np.vstack([solution.T, [0.0, 0.0, 1.0]])
+    return fit_affine(io.read_landmarks(pair.moving_landmarks), io.read_landmarks(pair.fixed_landmarks))
 
 
 def held_out_cases(cases: Path, stains: list[str], out: Path) -> Path:

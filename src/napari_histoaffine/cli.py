@@ -180,7 +180,8 @@ def _add_train(subparsers) -> None:
 
     p = subparsers.add_parser("train", help="train or fine-tune the affine network (unsupervised, NCC)",
                               description="Unsupervised training as the paper: pairs posed by the rotation search, "
-                                          "random affine and stain augmentation, global negative NCC, Adam.")
+                                          "random affine and stain augmentation, global negative NCC (plus the "
+                                          "distance to a landmark-free target), Adam.")
     add_train_arguments(p)
     p.set_defaults(func=run_train)
 

@@ -238,12 +238,11 @@ class AffineNet(nn.Module):
         x = self.combiner(torch.cat(combined, dim=1))              # (N·P, Cc, h, w)
         _, c, h, w = x.shape
         x = self._tile(self.patch_combiner(self._patch_depth(x, n, gy, gx)), gy, gx)   # (N, Cg, gy·h, gx·w)
-        theta = torch.zeros(n, 2, 3, dtype=x.dtype, device=x.device)
         if radius > 0:
             correlation = self._tile(self._patch_depth(correlation, n, gy, gx), gy, gx)
             theta = self._fit_displacements(x, correlation, moving.shape[-2:], self.config.patch_size / h)
         else:
-            theta = theta + torch.tensor(_IDENTITY_THETA, dtype=x.dtype, device=x.device).view(1, 2, 3)
+            theta = torch.tensor(_IDENTITY_THETA, dtype=x.dtype, device=x.device).view(1, 2, 3)
         for _ in range(self.num_global_convs(gy, gx)):
             x = self.global_conv(x)
         x = F.adaptive_avg_pool2d(x, self.config.pool_size).flatten(1)
