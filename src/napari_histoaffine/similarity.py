@@ -1,6 +1,8 @@
 """Similarity measures on torch tensors, batched over the first axis."""
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -26,19 +28,46 @@ def ncc(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor | None = None, ep
     return cov / torch.sqrt(var_a * var_b + eps)
 
 
+def _gaussian_weights(sigma: float) -> list[float]:
+    radius = max(1, int(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    return (kernel / kernel.sum()).tolist()
+
+
+@functools.lru_cache(maxsize=128)
+def _gaussian_band(size: int, sigma: float) -> torch.Tensor:
+    """``(size, size)`` symmetric matrix that blurs a vector of ``size`` samples (zeros beyond its ends)."""
+    weights = torch.tensor(_gaussian_weights(sigma))
+    radius = len(weights) // 2
+    index = torch.arange(size)
+    distance = index.view(1, -1) - index.view(-1, 1)
+    with torch.inference_mode(False):  # cached: must serve autograd later even when first built during inference
+        return torch.where(distance.abs() <= radius, weights[(distance + radius).clamp(0, 2 * radius)], 0.0)
+
+
+_BAND_LIMIT = 128  # up to this many samples a band-matrix product is cheapest; beyond, a sum of shifted views
+
+
+def _blur_last_axis(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    size = images.shape[-1]
+    if size <= _BAND_LIMIT:
+        return images @ _gaussian_band(size, sigma).to(images.dtype)
+    weights = _gaussian_weights(sigma)
+    radius = len(weights) // 2
+    padded = F.pad(images, (radius, radius))
+    return sum(weight * padded[..., i:i + size] for i, weight in enumerate(weights))
+
+
 def smooth(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``(N, C, H, W)`` images (zero padding: background is 0)."""
+    """Separable Gaussian blur of ``(N, C, H, W)`` images (zero padding: background is 0).
+
+    Not a convolution: for the small single-channel images of registration oneDNN's kernels are
+    several times slower on the CPU and re-plan for every image size.
+    """
     if sigma <= 0:
         return images
-    radius = max(1, int(3 * sigma))
-    x = torch.arange(-radius, radius + 1, dtype=images.dtype)
-    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    c = images.shape[1]
-    kx = kernel.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
-    ky = kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
-    out = F.conv2d(images, kx, padding=(0, radius), groups=c)
-    return F.conv2d(out, ky, padding=(radius, 0), groups=c)
+    return _blur_last_axis(_blur_last_axis(images, float(sigma)).transpose(-1, -2), float(sigma)).transpose(-1, -2)
 
 
 def gradient_magnitude(images: torch.Tensor) -> torch.Tensor:
