@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from napari_histoaffine.errors import InputError
-from napari_histoaffine.network import (AffineNet, NetworkConfig, count_parameters, file_sha256, load_model,
-                                        local_correlation, read_model_metadata, save_model)
+from napari_histoaffine.network import (AffineNet, NetworkConfig, _PatchGridConv3d, count_parameters, file_sha256,
+                                        load_model, local_correlation, read_model_metadata, save_model)
 
 IDENTITY = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
 
@@ -46,6 +46,14 @@ def test_local_correlation_compares_shifted_cells():
     dy, dx, y, x = 1, -1, 2, 3  # channel (dy + 1) * 3 + (dx + 1) compares fixed (y, x) with moving (y + dy, x + dx)
     assert torch.isclose(corr[0, (dy + 1) * 3 + dx + 1, y, x], (unit_m[0, :, y + dy, x + dx] * unit_f[0, :, y, x]).sum())
     assert corr[0, :, 0, 0].view(3, 3)[0].abs().sum() == 0  # above the map: zero
+
+
+@pytest.mark.parametrize("patches", [1, 2, 3])
+def test_patch_grid_convolution_equals_conv3d(patches):
+    conv = _PatchGridConv3d(6, 5, 3, padding=1, bias=False)
+    x = torch.randn(2, 6, patches, 9, 11)
+    with torch.no_grad():
+        assert torch.allclose(conv(x), torch.nn.functional.conv3d(x, conv.weight, padding=1), atol=1e-5)
 
 
 def test_correlation_fit_reads_a_known_shift():

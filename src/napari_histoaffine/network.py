@@ -57,8 +57,8 @@ class NetworkConfig:
     patch_size: int = 224
     in_channels: int = 1
     width: int = 16                      # channels after the stem; stage k has width * stage_multipliers[k]
-    stage_multipliers: tuple = (2, 4, 4)  # one residual stage each
-    stage_strides: tuple = (2, 1, 1)     # stem /4 then these: 224 -> 56 -> 28 -> 28 -> 28 (features every 8 px)
+    stage_multipliers: tuple = (2, 4)    # one residual stage each
+    stage_strides: tuple = (2, 1)        # stem /4 then these: 224 -> 56 -> 28 -> 28 (features every 8 px)
     blocks_per_stage: int = 1
     stem_kernel: int = 4
     stem_stride: int = 4
@@ -154,8 +154,30 @@ class _FeatureExtractor(nn.Module):
         return self.stages(self.stem(x))
 
 
+class _PatchGridConv3d(nn.Conv3d):
+    """3 × 3 × 3 convolution over ``(N, C, patches, h, w)`` (stride 1, zero padding 1, no bias).
+
+    Computed as 2-D convolutions of each patch with the kernel's depth slices: the CPU's 3-D kernel
+    is several times slower, and with a single patch only the middle slice has anything to see.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, depth, h, w = x.shape
+        planes = x.transpose(1, 2).reshape(n * depth, c, h, w)
+        middle = F.conv2d(planes, self.weight[:, :, 1], padding=1).view(n, depth, -1, h, w)
+        if depth == 1:
+            return middle.transpose(1, 2)
+        before = F.conv2d(planes, self.weight[:, :, 0], padding=1).view(n, depth, -1, h, w)  # sees patch d - 1
+        after = F.conv2d(planes, self.weight[:, :, 2], padding=1).view(n, depth, -1, h, w)   # sees patch d + 1
+        out = middle + F.pad(before[:, :-1], (0, 0, 0, 0, 0, 0, 1, 0)) + F.pad(after[:, 1:], (0, 0, 0, 0, 0, 0, 0, 1))
+        return out.transpose(1, 2)
+
+
 def _conv_norm_relu(cin, cout, groups, kernel=3, stride=1, dims=2):
-    conv = (nn.Conv2d if dims == 2 else nn.Conv3d)(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False)
+    if dims == 2:
+        conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False)
+    else:
+        conv = _PatchGridConv3d(cin, cout, 3, padding=1, bias=False)
     return nn.Sequential(conv, _norm(cout, groups), nn.ReLU(inplace=True))
 
 
@@ -167,11 +189,14 @@ def local_correlation(moving: torch.Tensor, fixed: torch.Tensor, radius: int) ->
     a displacement needs, so the combiner does not have to learn it from concatenated features.
     """
     n, c, h, w = fixed.shape
-    k = 2 * radius + 1
-    m = F.normalize(moving, dim=1)
-    f = F.normalize(fixed, dim=1)
-    windows = F.unfold(m, k, padding=radius).view(n, c, k * k, h, w)
-    return (windows * f.unsqueeze(2)).sum(1)
+    k, span = 2 * radius + 1, w + 2 * radius
+    moving = F.pad(F.normalize(moving, dim=1), (radius,) * 4)                             # (N, C, H+2r, W+2r)
+    windows = moving.unfold(2, k, 1).permute(0, 2, 1, 4, 3).reshape(n, h, c, k * span)   # rows y .. y+2r, side by side
+    fixed_rows = F.normalize(fixed, dim=1).permute(0, 2, 3, 1)                          # (N, H, W, C)
+    products = (fixed_rows @ windows).contiguous()                    # every fixed cell · every moving cell of its rows
+    s = products.stride()                                             # keep x + dx of row y + dy for cell x: a band
+    bands = products.as_strided((n, h, w, k, k), (s[0], s[1], s[2] + 1, span, 1))
+    return bands.reshape(n, h, w, k * k).permute(0, 3, 1, 2)
 
 
 class AffineNet(nn.Module):
