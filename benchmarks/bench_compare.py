@@ -56,7 +56,7 @@ from napari_histoaffine import io, metrics, models  # noqa: E402
 from napari_histoaffine.evaluation import _landmark_rtre, read_pair, register_levels  # noqa: E402
 from napari_histoaffine.layer_transforms import fit_affine  # noqa: E402
 from napari_histoaffine.preprocess import prepare_pair, resample, to_grayscale, working_factor  # noqa: E402
-from napari_histoaffine.rotation import search_pose  # noqa: E402
+from napari_histoaffine.rotation import StructurePyramid, search_pose  # noqa: E402
 from napari_histoaffine.transforms import (apply_to_points, compose, identity, invert, rotation, scaling,  # noqa: E402
                                           translation, warp_image)
 
@@ -100,7 +100,7 @@ def rotation_then_elastix(moving, fixed):
     """Our best pose warps the moving image onto the fixed grid; elastix refines from there; the two compose."""
     pm, pf = prepare_pair(moving, fixed)
     (m, m_in), (f, f_in) = small_pair(moving, fixed, ELASTIX_SIZE, inverted=True)
-    start = compose(invert(pm.to_input), search_pose(pm, pf)[0].matrix, pf.to_input, invert(f_in))  # → fixed small
+    start = compose(invert(pm.to_input), search_pose(StructurePyramid(pm, pf))[0].matrix, pf.to_input, invert(f_in))  # → fixed small
     warped = warp_image(m, compose(m_in, start), f.shape)
     return compose(start, elastix_affine(warped, f), f_in)
 

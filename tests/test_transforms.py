@@ -94,3 +94,26 @@ def test_warp_tensor_after_inference_mode_still_supports_gradients():
     theta = identity.clone().requires_grad_(True)
     transforms.warp_tensor(images, theta, (33, 47)).sum().backward()
     assert theta.grad is not None
+
+
+def test_strided_warp_is_the_full_warp_subsampled():
+    images = torch.rand(2, 3, 41, 57)
+    theta = torch.tensor([[[0.9, 0.1, 0.05], [-0.2, 1.1, 0.1]], [[1.0, 0, 0], [0, 1.0, 0]]])
+    full = transforms.warp_tensor(images, theta, (38, 61))
+    assert torch.allclose(transforms.warp_tensor(images, theta, (38, 61), stride=3), full[..., ::3, ::3], atol=1e-6)
+
+
+def test_stacked_matrices_give_stacked_thetas():
+    matrices = np.stack([A, transforms.identity(), transforms.invert(A)])
+    thetas = transforms.to_theta(matrices, (50, 60), (40, 70))
+    assert thetas.shape == (3, 2, 3)
+    for matrix, theta in zip(matrices, thetas):
+        np.testing.assert_allclose(theta, transforms.to_theta(matrix, (50, 60), (40, 70)), atol=1e-12)
+
+
+def test_an_array_of_angles_gives_a_stack_of_rotations():
+    angles = np.array([0.0, 23.0, -140.0])
+    stack = transforms.rotation(angles, (40.0, 30.0))
+    assert stack.shape == (3, 3, 3)
+    for angle, matrix in zip(angles, stack):
+        np.testing.assert_allclose(matrix, transforms.rotation(float(angle), (40.0, 30.0)), atol=1e-12)

@@ -1,8 +1,10 @@
 """The registration pipeline (the paper's Algorithm 1 plus pose candidates and refinement).
 
 Preprocess → pose search (ranked rotation/mirror candidates) → the network corrects the candidate
-that fits best → the refinement refines all candidates side by side at a coarse scale (that one
-corrected) and the best continues at finer scales. ``refine=False`` is the paper's method.
+that fits best → all candidates (that one corrected) race for a few refinement steps at a coarse
+scale and the best continues there and at finer scales. ``refine=False`` is the paper's method.
+Every stage shares one :class:`~napari_histoaffine.rotation.StructurePyramid`, so no feature
+level is computed twice.
 
 ``register_steps`` is a generator that yields :class:`~napari_histoaffine.results.Progress` after
 each stage and returns the :class:`~napari_histoaffine.results.RegistrationResult`, so a GUI can
@@ -22,13 +24,15 @@ from .errors import InputError
 from .models import resolve_model
 from .network import AffineNet
 from .preprocess import DEFAULT_WORKING_SIZE, PreparedImage, prepare_pair
-from .refine import DEFAULT_SCALES, refine_affine, structure_similarity
+from .refine import DEFAULT_SCALES, refine_affine
 from .results import Pose, Progress, RegistrationResult, TissueMasks
-from .rotation import downsample_pair, search_pose
+from .rotation import StructurePyramid, downsample_pair, search_pose
 
 STAGES = ("preprocess", "pose search", "network", "refinement")
-# After the network one pass is enough, and a finer last level than DEFAULT_SCALES' adds precision.
-AFTER_NETWORK_SCALES = DEFAULT_SCALES + ((288, 10, 0.002),)
+# After the network: the candidates race for three steps at 96 px, the winner goes on there and at
+# finer scales up to the working size, where every third pixel of every third row suffices.
+AFTER_NETWORK_SCALES = ((96, 3, 1), (96, 5, 1), (192, 4, 3), (DEFAULT_WORKING_SIZE, 4, 3))
+REPORT_SIZE = DEFAULT_SCALES[-1][0]  # scale of the reported NCC: the finest one every refinement visits
 
 
 def _network_start(model: AffineNet, moving: PreparedImage, fixed: PreparedImage, pose: Pose, passes: int) -> np.ndarray:
@@ -53,11 +57,17 @@ def _network_start(model: AffineNet, moving: PreparedImage, fixed: PreparedImage
     return matrix
 
 
-def _tissue_overlap(moving: PreparedImage, fixed: PreparedImage, matrix: np.ndarray) -> float:
-    """Dice overlap of the fixed tissue mask and the warped moving tissue mask."""
-    warped = transforms.warp_image(moving.mask.astype(np.float32), matrix, fixed.mask.shape, order=0) > 0.5
-    total = warped.sum() + fixed.mask.sum()
-    return float(2.0 * np.logical_and(warped, fixed.mask).sum() / total) if total else 0.0
+def _tissue_overlap(moving: PreparedImage, fixed: PreparedImage, matrix: np.ndarray, long_side: int = 96) -> float:
+    """Dice overlap of the fixed tissue mask and the warped moving tissue mask (at ``long_side`` pixels)."""
+    moving_small, m_to_small, fixed_small, f_to_small = downsample_pair(
+        moving.mask.astype(np.float32), fixed.mask.astype(np.float32), long_side)
+    theta = transforms.to_theta(transforms.compose(transforms.invert(m_to_small), matrix, f_to_small),
+                                moving_small.shape[-2:], fixed_small.shape[-2:])
+    with torch.inference_mode():
+        warped = transforms.warp_tensor(moving_small, torch.from_numpy(theta).float()[None], fixed_small.shape[-2:]) > 0.5
+    fixed_mask = fixed_small > 0.5
+    total = int(warped.sum() + fixed_mask.sum())
+    return float(2.0 * (warped & fixed_mask).sum() / total) if total else 0.0
 
 
 def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path | AffineNet | None = "default",
@@ -87,27 +97,28 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
 
     prepared_moving, prepared_fixed = prepare_pair(moving, fixed, working_size)
     yield finished("preprocess")
-    poses = search_pose(prepared_moving, prepared_fixed, search_mirror=search_mirror, top_k=top_k)
+    pyramid = StructurePyramid(prepared_moving, prepared_fixed)
+    poses = search_pose(pyramid, search_mirror=search_mirror, top_k=top_k)
     yield finished("pose search")
     if candidate is not None and not 0 <= candidate < len(poses):
         raise InputError(f"pose candidate {candidate} does not exist: the search found {len(poses)}")
     starts_from = poses if candidate is None else [poses[candidate]]
     starts = [p.matrix for p in starts_from]
+    scales = DEFAULT_SCALES if network is None else AFTER_NETWORK_SCALES
     chosen = 0
     if network is not None:  # the best-fitting pose is corrected by the network
         if len(starts) > 1:
-            chosen = int(np.argmax(structure_similarity(prepared_moving, prepared_fixed, starts)))
+            chosen = int(np.argmax(pyramid.similarity(starts, scales[0][0])))
         passes = 1 if refine else network.config.passes
         starts[chosen] = _network_start(network, prepared_moving, prepared_fixed, starts_from[chosen], passes)
         yield finished("network")
     matrix = starts[chosen]
     if refine:  # every start refined side by side at the coarsest scale; the best one goes on
-        refined = refine_affine(prepared_moving, prepared_fixed, starts,
-                                DEFAULT_SCALES if network is None else AFTER_NETWORK_SCALES)
+        refined = refine_affine(pyramid, starts, scales)
         matrix, chosen = refined.matrix, refined.start_index
         yield finished("refinement")
 
-    before, after = structure_similarity(prepared_moving, prepared_fixed, [transforms.identity(), matrix])
+    before, after = pyramid.similarity([transforms.identity(), matrix], REPORT_SIZE)
     moving_to_full = transforms.resample_matrix(np.shape(moving), moving_full_shape or np.shape(moving))
     fixed_to_full = transforms.resample_matrix(np.shape(fixed), fixed_full_shape or np.shape(fixed))
     moving_working_to_full = transforms.compose(prepared_moving.to_input, moving_to_full)

@@ -17,7 +17,7 @@ from scipy import ndimage
 from . import transforms
 from .errors import InputError
 
-DEFAULT_WORKING_SIZE = 384
+DEFAULT_WORKING_SIZE = 288
 LUMINANCE = np.array([0.2125, 0.7154, 0.0721], np.float32)
 
 
@@ -82,23 +82,24 @@ def working_factor(shapes, working_size: int = DEFAULT_WORKING_SIZE) -> float:
 
 
 def resample(image: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
-    """Anti-aliased resize of a gray or channel-last float image by ``factor``.
+    """Anti-aliased resize of a gray or channel-last image by ``factor``: 8-bit stays 8-bit, the rest becomes float32.
 
     Returns the image and the matrix from its pixels to those of the input.
     """
     out_shape = (max(1, round(image.shape[0] * factor)), max(1, round(image.shape[1] * factor)))
+    dtype = np.uint8 if image.dtype == np.uint8 else np.float32
     if out_shape == image.shape[:2]:
-        small = image.astype(np.float32, copy=False)
+        small = image.astype(dtype, copy=False)
     else:
         planes = image[..., None] if image.ndim == 2 else image
-        t = torch.from_numpy(np.ascontiguousarray(planes, np.float32)).permute(2, 0, 1)[None]
+        t = torch.from_numpy(planes if dtype == np.uint8 else np.ascontiguousarray(planes, dtype)).permute(2, 0, 1)[None]
         small = F.interpolate(t, size=out_shape, mode="bilinear", antialias=True, align_corners=False)[0]
         small = small.permute(1, 2, 0).numpy()
         small = small[..., 0] if image.ndim == 2 else small
     return small, transforms.resample_matrix(out_shape, image.shape)
 
 
-def tissue_mask(gray: np.ndarray, mask_size: int = 160) -> np.ndarray:
+def tissue_mask(gray: np.ndarray, mask_size: int = 128) -> np.ndarray:
     """Tissue vs background: threshold of the smoothed Laplacian magnitude, closed, filled and cleaned.
 
     Computed at a long side of about ``mask_size`` pixels (the outline needs no more) and
@@ -106,13 +107,15 @@ def tissue_mask(gray: np.ndarray, mask_size: int = 160) -> np.ndarray:
     """
     coarse, _ = resample(gray, min(1.0, mask_size / max(gray.shape)))
     response = ndimage.gaussian_filter(np.abs(ndimage.gaussian_laplace(coarse, 1.0)), 2.0)
-    background_level = np.percentile(response, 5)
-    threshold = background_level + 0.05 * (np.percentile(response, 99) - background_level)
-    mask = response > threshold
-    structure = np.ones((5, 5), bool)
-    mask = ndimage.binary_closing(mask, structure, border_value=1)
-    mask = ndimage.binary_fill_holes(mask)
-    mask = ndimage.binary_opening(mask, structure)
+    background_level, tissue_level = np.percentile(response, [5, 99])
+    threshold = background_level + 0.05 * (tissue_level - background_level)
+    mask = (response > threshold).astype(np.uint8)
+    # closing (outside counts as tissue, so sections cut by the border close) and opening with a
+    # 5 × 5 square, as separable max/min filters
+    mask = ndimage.minimum_filter(ndimage.maximum_filter(mask, 5, mode="constant", cval=1), 5, mode="constant", cval=1)
+    mask = ndimage.binary_fill_holes(mask).astype(np.uint8)
+    mask = ndimage.maximum_filter(ndimage.minimum_filter(mask, 5, mode="constant", cval=0), 5, mode="constant", cval=0)
+    mask = mask.astype(bool)
     labels, n = ndimage.label(mask)
     if n > 1:
         sizes = ndimage.sum(mask, labels, np.arange(1, n + 1))
@@ -125,20 +128,28 @@ def tissue_mask(gray: np.ndarray, mask_size: int = 160) -> np.ndarray:
 
 
 def normalize_tissue(inverted: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Stretch tissue intensities to [0, 1] by robust percentiles; background to 0."""
-    values = inverted[mask]
+    """Stretch tissue intensities to [0, 1] by robust percentiles; background to 0.
+
+    The percentiles come from every third row and column: the same levels, at a ninth of the cost.
+    """
+    values = inverted[::3, ::3][mask[::3, ::3]]
     lo, hi = np.percentile(values, [1, 99]) if values.size else (0.0, 1.0)
     out = np.clip((inverted - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
     out[~mask] = 0.0
     return out.astype(np.float32)
 
 
+@torch.inference_mode()
 def prepare(image: np.ndarray, factor: float) -> PreparedImage:
     """Grayscale → resample → tissue mask → invert → normalise, at resampling ``factor``."""
-    gray = to_grayscale(image)
-    if gray.size == 0 or min(gray.shape) < 2:
-        raise InputError(f"image is empty or too small: shape {gray.shape}")
-    small, to_input = resample(gray, factor)
+    img = _channels(image)
+    if img.size == 0 or min(img.shape[:2]) < 2:
+        raise InputError(f"image is empty or too small: shape {img.shape[:2]}")
+    if img.dtype == np.uint8:  # torch's 8-bit kernel resamples colour faster than a float grayscale copy is made
+        colour, to_input = resample(img, factor)
+        small = to_grayscale(colour)
+    else:
+        small, to_input = resample(to_grayscale(img), factor)
     mask = tissue_mask(small)
     return PreparedImage(normalize_tissue(1.0 - small, mask), mask, to_input)
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.fft import next_fast_len
 
 from . import transforms
 from .preprocess import PreparedImage
 from .results import Pose
-from .similarity import gradient_magnitude, smooth
+from .similarity import gradient_magnitude, ncc, smooth
 
-SEARCH_SIZE = 64
+SEARCH_SIZE = 48
 
 
 def _to_tensor(array: np.ndarray) -> torch.Tensor:
@@ -29,7 +30,9 @@ def downsample(image: np.ndarray, long_side: int) -> tuple[torch.Tensor, np.ndar
     """Anti-aliased ``(1, 1, h, w)`` tensor with the given long side, and the matrix input → small pixels."""
     factor = min(1.0, long_side / max(image.shape))
     shape = (max(8, round(image.shape[0] * factor)), max(8, round(image.shape[1] * factor)))
-    small = F.interpolate(_to_tensor(image), size=shape, mode="bilinear", antialias=True, align_corners=False)
+    small = _to_tensor(image)
+    if shape != small.shape[-2:]:
+        small = F.interpolate(small, size=shape, mode="bilinear", antialias=True, align_corners=False)
     return small, transforms.resample_matrix(image.shape, shape)
 
 
@@ -51,20 +54,65 @@ def structure_features(image: torch.Tensor) -> torch.Tensor:
     return torch.cat([c / c.flatten(1).std(1).clamp_min(1e-6).view(-1, 1, 1, 1) for c in channels], dim=1)
 
 
+class FeatureLevel:
+    """Structure features of a prepared pair at one scale, and its working matrix ↔ theta conversions."""
+
+    def __init__(self, moving: PreparedImage, fixed: PreparedImage, long_side: int):
+        m_small, self.m_to_small, f_small, self.f_to_small = downsample_pair(moving.image, fixed.image, long_side)
+        self.moving = structure_features(m_small)
+        self.fixed = structure_features(f_small)
+        self.m_shape, self.f_shape = m_small.shape[-2:], f_small.shape[-2:]
+
+    def thetas(self, matrices) -> torch.Tensor:
+        """``(N, 2, 3)`` float32 thetas, on this level's grids, of working moving → fixed matrices."""
+        small = transforms.compose(transforms.invert(self.m_to_small), np.asarray(matrices, float), self.f_to_small)
+        return torch.from_numpy(transforms.to_theta(small, self.m_shape, self.f_shape)).float()
+
+    def matrix(self, theta: np.ndarray) -> np.ndarray:
+        """Working moving → fixed matrix of a theta on this level's grids."""
+        small = transforms.from_theta(theta, self.m_shape, self.f_shape)
+        return transforms.compose(self.m_to_small, small, transforms.invert(self.f_to_small))
+
+    def similarity(self, theta: torch.Tensor) -> torch.Tensor:
+        """Structure NCC of the pair under each of a batch of thetas."""
+        warped = transforms.warp_tensor(self.moving, theta, self.f_shape)
+        return ncc(warped, self.fixed.expand_as(warped))
+
+
+class StructurePyramid:
+    """The feature levels of one prepared pair, each built once when first asked for, shared by every stage."""
+
+    def __init__(self, moving: PreparedImage, fixed: PreparedImage):
+        self.moving, self.fixed = moving, fixed
+        self._levels: dict[int, FeatureLevel] = {}
+
+    @torch.inference_mode()
+    def level(self, long_side: int) -> FeatureLevel:
+        if long_side not in self._levels:
+            self._levels[long_side] = FeatureLevel(self.moving, self.fixed, long_side)
+        return self._levels[long_side]
+
+    @torch.inference_mode()
+    def similarity(self, matrices: list[np.ndarray], long_side: int) -> list[float]:
+        """Structure NCC of the pair under each working moving → fixed matrix, at the given scale."""
+        level = self.level(long_side)
+        return [float(s) for s in level.similarity(level.thetas(matrices))]
+
+
 def centre_of_mass(mask: np.ndarray) -> np.ndarray:
     """``(x, y)`` centre of a mask."""
-    rows, cols = np.nonzero(mask)
-    if rows.size == 0:
+    total = np.count_nonzero(mask)
+    if total == 0:
         return np.array([mask.shape[1] / 2.0, mask.shape[0] / 2.0])
-    return np.array([cols.mean(), rows.mean()])
+    return np.array([mask.sum(0) @ np.arange(mask.shape[1]), mask.sum(1) @ np.arange(mask.shape[0])]) / total
 
 
-def pose_matrix(angle_deg: float, flipped: bool, scale: float, moving_centre, fixed_centre) -> np.ndarray:
-    """Moving → fixed matrix: mirror and turn about the moving centre, scale, then move onto the fixed centre."""
-    mirror = transforms.mirror_x(0.0) if flipped else transforms.identity()
+def pose_matrices(angles_deg: np.ndarray, flipped: np.ndarray, scale: float, moving_centre, fixed_centre) -> np.ndarray:
+    """``(N, 3, 3)`` moving → fixed matrices: mirror and turn about the moving centre, scale, move onto the fixed centre."""
+    mirrors = np.where(np.asarray(flipped, bool)[:, None, None], transforms.mirror_x(0.0), transforms.identity())
     return transforms.compose(
-        transforms.translation(-moving_centre[0], -moving_centre[1]), mirror,
-        transforms.rotation(angle_deg), transforms.scaling(scale),
+        transforms.translation(-moving_centre[0], -moving_centre[1]), mirrors,
+        transforms.rotation(np.asarray(angles_deg, float)), transforms.scaling(scale),
         transforms.translation(fixed_centre[0], fixed_centre[1]))
 
 
@@ -74,15 +122,11 @@ class _Scorer:
     Returns, per pose, the normalised cross-correlation at the best shift and the shift (working pixels).
     """
 
-    def __init__(self, moving: PreparedImage, fixed: PreparedImage, search_size: int, max_shift: float = 0.25):
-        m_small, self.m_to_small, f_small, self.f_to_small = downsample_pair(moving.image, fixed.image, search_size)
-        self.moving_features = structure_features(m_small)
-        fixed_features = structure_features(f_small)
-        self.m_shape = m_small.shape[-2:]
-        self.f_shape = f_small.shape[-2:]
-        h, w = self.f_shape
-        self.pad_shape = (h + int(np.ceil(max_shift * h)) + 1, w + int(np.ceil(max_shift * w)) + 1)
-        fixed_features = fixed_features - fixed_features.mean((2, 3), keepdim=True)
+    def __init__(self, level: FeatureLevel, max_shift: float = 0.25):
+        self.level = level
+        h, w = level.f_shape
+        self.pad_shape = tuple(next_fast_len(n + int(np.ceil(max_shift * n)) + 1, real=True) for n in (h, w))
+        fixed_features = level.fixed - level.fixed.mean((2, 3), keepdim=True)
         self.fixed_norm = fixed_features.flatten(1).norm()
         self.fixed_spectrum = torch.fft.rfft2(fixed_features, s=self.pad_shape)
         dy = torch.arange(self.pad_shape[0])
@@ -91,16 +135,13 @@ class _Scorer:
         dx = torch.where(dx > self.pad_shape[1] // 2, dx - self.pad_shape[1], dx)
         self.shift_y, self.shift_x = torch.meshgrid(dy, dx, indexing="ij")
         self.allowed = (self.shift_y.abs() <= max_shift * h) & (self.shift_x.abs() <= max_shift * w)
-        self.factor = self.f_to_small[0, 0]
+        self.factor = level.f_to_small[0, 0]
 
     def __call__(self, matrices: list[np.ndarray], chunk: int = 64):
-        thetas = np.stack([
-            transforms.to_theta(transforms.compose(transforms.invert(self.m_to_small), m, self.f_to_small),
-                                self.m_shape, self.f_shape) for m in matrices])
+        thetas = self.level.thetas(matrices)
         scores, shifts = [], []
         for start in range(0, len(thetas), chunk):
-            theta = torch.from_numpy(thetas[start:start + chunk]).float()
-            warped = transforms.warp_tensor(self.moving_features, theta, self.f_shape)
+            warped = transforms.warp_tensor(self.level.moving, thetas[start:start + chunk], self.level.f_shape)
             warped = warped - warped.mean((2, 3), keepdim=True)
             norms = warped.flatten(1).norm(dim=1) * self.fixed_norm
             cross = (self.fixed_spectrum * torch.fft.rfft2(warped, s=self.pad_shape).conj()).sum(1)
@@ -124,7 +165,7 @@ def _distinct(poses: list[Pose], k: int, min_separation_deg: float) -> list[Pose
 
 
 @torch.inference_mode()
-def search_pose(moving: PreparedImage, fixed: PreparedImage, *, search_mirror: bool = True, coarse_step: float = 6.0,
+def search_pose(pyramid: StructurePyramid, *, search_mirror: bool = True, coarse_step: float = 6.0,
                 fine_step: float = 2.0, top_k: int = 4, search_size: int = SEARCH_SIZE) -> list[Pose]:
     """Best rigid-plus-scale starting poses, best first, as working-resolution moving → fixed matrices.
 
@@ -132,15 +173,18 @@ def search_pose(moving: PreparedImage, fixed: PreparedImage, *, search_mirror: b
     centres of mass; angle and mirror come from an exhaustive coarse search refined around the
     ``top_k`` distinct coarse peaks.
     """
+    moving, fixed = pyramid.moving, pyramid.fixed
     scale = float(np.sqrt(max(fixed.mask.sum(), 1) / max(moving.mask.sum(), 1)))
     m_centre, f_centre = centre_of_mass(moving.mask), centre_of_mass(fixed.mask)
-    score = _Scorer(moving, fixed, search_size)
+    score = _Scorer(pyramid.level(search_size))
 
     def evaluate(candidates):
-        matrices = [pose_matrix(a, fl, scale, m_centre, f_centre) for a, fl in candidates]
+        angles, flipped = np.array(candidates, float).T
+        matrices = pose_matrices(angles, flipped, scale, m_centre, f_centre)
         scores, shifts = score(matrices)
-        return [Pose(float(a % 360.0), bool(fl), float(s), transforms.compose(m, transforms.translation(*d)))
-                for (a, fl), s, m, d in zip(candidates, scores, matrices, shifts)]
+        matrices[:, :2, 2] += shifts
+        return [Pose(float(a % 360.0), bool(fl), float(s), m)
+                for a, fl, s, m in zip(angles, flipped, scores, matrices)]
 
     flips = (False, True) if search_mirror else (False,)
     coarse = evaluate([(a, fl) for fl in flips for a in np.arange(0.0, 360.0, coarse_step)])

@@ -41,7 +41,7 @@ from .metrics import image_diagonal
 from .network import AffineNet, NetworkConfig, count_parameters, file_sha256, load_model, read_model_metadata, save_model
 from .preprocess import prepare, prepare_pair, resample, to_float, working_factor
 from .refine import refine_affine
-from .rotation import search_pose
+from .rotation import StructurePyramid, search_pose
 from .similarity import ncc, smooth
 
 __all__ = ["TrainingConfig", "TrainingPair", "TrainingData", "TrainingUpdate", "TrainingOutcome", "Sample",
@@ -220,10 +220,11 @@ def array_pair(moving, fixed, moving_landmarks_xy=None, fixed_landmarks_xy=None,
     moving_full, fixed_full = full_shapes or (moving.shape, fixed.shape)
     factor = working_factor([moving.shape, fixed.shape], working_size)
     prepared_moving, prepared_fixed = prepare_pair(moving, fixed, working_size)
-    poses = search_pose(prepared_moving, prepared_fixed)
+    pyramid = StructurePyramid(prepared_moving, prepared_fixed)
+    poses = search_pose(pyramid)
     pose, target = poses[0].matrix, None
     if teacher:
-        refined = refine_affine(prepared_moving, prepared_fixed, [p.matrix for p in poses])
+        refined = refine_affine(pyramid, [p.matrix for p in poses])
         pose, target = poses[refined.start_index].matrix, refined.matrix
     moving_lm = fixed_lm = None
     if moving_landmarks_xy is not None and fixed_landmarks_xy is not None:

@@ -33,7 +33,10 @@ def identity() -> np.ndarray:
 
 
 def compose(*matrices: np.ndarray) -> np.ndarray:
-    """Matrix that applies ``matrices`` left to right: ``compose(A, B)`` is A first, then B."""
+    """Matrix that applies ``matrices`` left to right: ``compose(A, B)`` is A first, then B.
+
+    Any of them may be a stack ``(N, 3, 3)``; the result is then the stack of compositions.
+    """
     out = np.eye(3)
     for m in matrices:
         out = np.asarray(m, float) @ out
@@ -60,10 +63,12 @@ def rotation(angle_deg: float, center_xy=(0.0, 0.0)) -> np.ndarray:
     """Counter-clockwise rotation in the displayed image (y points down) about ``center_xy``.
 
     Positive angles turn the image counter-clockwise on screen, as in ``skimage.transform.rotate``.
+    An array of ``N`` angles gives a stack ``(N, 3, 3)``.
     """
-    a = np.deg2rad(angle_deg)
+    a = np.deg2rad(np.asarray(angle_deg, float))
     c, s = np.cos(a), np.sin(a)
-    rot = np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
+    rot = np.zeros(a.shape + (3, 3))
+    rot[..., 0, 0], rot[..., 0, 1], rot[..., 1, 0], rot[..., 1, 1], rot[..., 2, 2] = c, s, -s, c, 1.0
     cx, cy = center_xy
     return compose(translation(-cx, -cy), rot, translation(cx, cy))
 
@@ -121,9 +126,12 @@ def pixel_to_normalized(shape) -> np.ndarray:
 
 
 def to_theta(matrix: np.ndarray, moving_shape, fixed_shape) -> np.ndarray:
-    """``affine_grid`` theta (2×3) that warps the moving image onto the fixed grid for ``matrix``."""
+    """``affine_grid`` theta (2×3) that warps the moving image onto the fixed grid for ``matrix``.
+
+    A stack of matrices ``(N, 3, 3)`` gives a stack of thetas ``(N, 2, 3)``.
+    """
     theta = compose(invert(pixel_to_normalized(fixed_shape)), invert(matrix), pixel_to_normalized(moving_shape))
-    return theta[:2]
+    return theta[..., :2, :]
 
 
 def from_theta(theta, moving_shape, fixed_shape) -> np.ndarray:
@@ -135,21 +143,22 @@ def from_theta(theta, moving_shape, fixed_shape) -> np.ndarray:
 _BASE_GRIDS: dict = {}
 
 
-def warp_tensor(images: torch.Tensor, theta: torch.Tensor, output_hw) -> torch.Tensor:
+def warp_tensor(images: torch.Tensor, theta: torch.Tensor, output_hw, stride: int = 1) -> torch.Tensor:
     """Batched bilinear warp of ``(N, C, H, W)`` images by ``(N, 2, 3)`` thetas onto ``output_hw``; zeros outside.
 
     Equal to ``grid_sample(images, affine_grid(theta, ...))`` with ``align_corners=False``, but the
     sampling grid is built from a cached base grid by elementwise products, which is several times
-    faster than ``affine_grid`` on the CPU and differentiable in ``theta`` alike.
+    faster than ``affine_grid`` on the CPU and differentiable in ``theta`` alike. ``stride`` samples
+    only every stride-th row and column of the output grid.
     """
     h, w = int(output_hw[0]), int(output_hw[1])
-    base = _BASE_GRIDS.get((h, w))
+    base = _BASE_GRIDS.get((h, w, stride))
     if base is None:
         with torch.inference_mode(False):  # a grid cached during inference must still serve autograd later
-            ys = (2.0 * torch.arange(h, dtype=torch.float32) + 1.0) / h - 1.0
-            xs = (2.0 * torch.arange(w, dtype=torch.float32) + 1.0) / w - 1.0
+            ys = (2.0 * torch.arange(0, h, stride, dtype=torch.float32) + 1.0) / h - 1.0
+            xs = (2.0 * torch.arange(0, w, stride, dtype=torch.float32) + 1.0) / w - 1.0
             gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-            base = _BASE_GRIDS.setdefault((h, w), (gx[None, :, :, None], gy[None, :, :, None]))
+            base = _BASE_GRIDS.setdefault((h, w, stride), (gx[None, :, :, None], gy[None, :, :, None]))
     gx, gy = base
     t = theta.to(images.dtype)[:, None, None]
     grid = gx.to(images.dtype) * t[..., 0] + gy.to(images.dtype) * t[..., 1] + t[..., 2]

@@ -1,0 +1,45 @@
+"""The ECC refinement on scikit-image's ihc.png moved by a small known affine."""
+import numpy as np
+import pytest
+from skimage import data
+
+from napari_histoaffine import transforms
+from napari_histoaffine.preprocess import prepare_pair
+from napari_histoaffine.refine import refine_affine
+from napari_histoaffine.rotation import StructurePyramid
+
+TRUTH = transforms.compose(transforms.rotation(3.0, (96.0, 96.0)), transforms.scaling(1.04, 0.98),
+                           transforms.translation(5.0, -4.0))   # moving → fixed, working pixels
+
+
+@pytest.fixture(scope="module")
+def pyramid():
+    """Both images cropped from the middle of the moved and the unmoved whole, so neither has empty borders."""
+    whole = data.immunohistochemistry()[::2, ::2]
+    crop = np.s_[32:224, 32:224]
+    truth_in_whole = transforms.compose(transforms.translation(-32, -32), TRUTH, transforms.translation(32, 32))
+    moving = transforms.warp_image(whole, transforms.invert(truth_in_whole), whole.shape).astype(np.uint8)[crop]
+    fixed = whole[crop]
+    prepared_moving, prepared_fixed = prepare_pair(moving, fixed, max(fixed.shape[:2]))  # no resampling
+    return StructurePyramid(prepared_moving, prepared_fixed)
+
+
+def _grid_error(matrix, shape):
+    rows, cols = np.mgrid[0.2:0.8:5j, 0.2:0.8:5j]
+    points = np.c_[cols.ravel() * shape[1], rows.ravel() * shape[0]]
+    return np.abs(transforms.apply_to_points(matrix, points) - transforms.apply_to_points(TRUTH, points)).max()
+
+
+def test_refinement_from_the_identity_reaches_subpixel_error(pyramid):
+    shape = pyramid.fixed.image.shape
+    assert _grid_error(transforms.identity(), shape) > 10
+    refined = refine_affine(pyramid, [transforms.identity()], ((96, 12, 1), (192, 6, 1), (max(shape), 6, 2)))
+    assert _grid_error(refined.matrix, shape) < 0.5
+    assert refined.similarity > pyramid.similarity([transforms.identity()], max(shape))[0]
+
+
+def test_the_start_that_refines_best_wins_the_race(pyramid):
+    wrong = transforms.compose(transforms.mirror_x(pyramid.fixed.image.shape[1] / 2), TRUTH)
+    refined = refine_affine(pyramid, [wrong, transforms.identity()], ((96, 8, 1),))
+    assert refined.start_index == 1
+    assert refined.start_similarities[1] > refined.start_similarities[0]
