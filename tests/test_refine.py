@@ -1,4 +1,4 @@
-"""The ECC refinement on scikit-image's ihc.png moved by a small known affine."""
+"""The ECC refinement on scikit-image's ihc.png moved by a small known affine, and the pose matrices it starts from."""
 import numpy as np
 import pytest
 from skimage import data
@@ -6,7 +6,7 @@ from skimage import data
 from napari_histoaffine import transforms
 from napari_histoaffine.preprocess import prepare_pair
 from napari_histoaffine.refine import refine_affine
-from napari_histoaffine.rotation import StructurePyramid
+from napari_histoaffine.rotation import StructurePyramid, pose_matrices
 
 TRUTH = transforms.compose(transforms.rotation(3.0, (96.0, 96.0)), transforms.scaling(1.04, 0.98),
                            transforms.translation(5.0, -4.0))   # moving → fixed, working pixels
@@ -43,3 +43,13 @@ def test_the_start_that_refines_best_wins_the_race(pyramid):
     refined = refine_affine(pyramid, [wrong, transforms.identity()], ((96, 8, 1),))
     assert refined.start_index == 1
     assert refined.start_similarities[1] > refined.start_similarities[0]
+
+
+def test_pose_matrices_follow_the_transform_convention():
+    angles, flipped = np.array([0.0, 37.0, 200.0, 354.0]), np.array([False, True, False, True])
+    stack = pose_matrices(angles, flipped, 1.12, (40.0, 30.0), (55.0, 61.0))
+    for angle, flip, matrix in zip(angles, flipped, stack):
+        expected = transforms.compose(
+            transforms.translation(-40.0, -30.0), transforms.mirror_x(0.0) if flip else transforms.identity(),
+            transforms.rotation(float(angle)), transforms.scaling(1.12), transforms.translation(55.0, 61.0))
+        np.testing.assert_allclose(matrix, expected, atol=1e-12)

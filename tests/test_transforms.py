@@ -110,10 +110,3 @@ def test_stacked_matrices_give_stacked_thetas():
     for matrix, theta in zip(matrices, thetas):
         np.testing.assert_allclose(theta, transforms.to_theta(matrix, (50, 60), (40, 70)), atol=1e-12)
 
-
-def test_an_array_of_angles_gives_a_stack_of_rotations():
-    angles = np.array([0.0, 23.0, -140.0])
-    stack = transforms.rotation(angles, (40.0, 30.0))
-    assert stack.shape == (3, 3, 3)
-    for angle, matrix in zip(angles, stack):
-        np.testing.assert_allclose(matrix, transforms.rotation(float(angle), (40.0, 30.0)), atol=1e-12)

@@ -108,12 +108,20 @@ def centre_of_mass(mask: np.ndarray) -> np.ndarray:
 
 
 def pose_matrices(angles_deg: np.ndarray, flipped: np.ndarray, scale: float, moving_centre, fixed_centre) -> np.ndarray:
-    """``(N, 3, 3)`` moving → fixed matrices: mirror and turn about the moving centre, scale, move onto the fixed centre."""
-    mirrors = np.where(np.asarray(flipped, bool)[:, None, None], transforms.mirror_x(0.0), transforms.identity())
-    return transforms.compose(
-        transforms.translation(-moving_centre[0], -moving_centre[1]), mirrors,
-        transforms.rotation(np.asarray(angles_deg, float)), transforms.scaling(scale),
-        transforms.translation(fixed_centre[0], fixed_centre[1]))
+    """``(N, 3, 3)`` moving → fixed matrices: mirror and turn about the moving centre, scale, move onto the fixed centre.
+
+    The same matrices as ``compose(translation(-moving_centre), mirror_x(0) if flipped, rotation(angle),
+    scaling(scale), translation(fixed_centre))``, built for all angles at once.
+    """
+    radians = np.deg2rad(np.asarray(angles_deg, float))
+    mirror = np.where(np.asarray(flipped, bool), -1.0, 1.0)
+    c, s = scale * np.cos(radians), scale * np.sin(radians)
+    matrices = np.zeros((radians.size, 3, 3))
+    matrices[:, 0, 0], matrices[:, 0, 1] = c * mirror, s
+    matrices[:, 1, 0], matrices[:, 1, 1] = -s * mirror, c
+    matrices[:, 2, 2] = 1.0
+    return transforms.compose(transforms.translation(-moving_centre[0], -moving_centre[1]), matrices,
+                              transforms.translation(fixed_centre[0], fixed_centre[1]))
 
 
 class _Scorer:

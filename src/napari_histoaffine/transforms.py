@@ -63,12 +63,10 @@ def rotation(angle_deg: float, center_xy=(0.0, 0.0)) -> np.ndarray:
     """Counter-clockwise rotation in the displayed image (y points down) about ``center_xy``.
 
     Positive angles turn the image counter-clockwise on screen, as in ``skimage.transform.rotate``.
-    An array of ``N`` angles gives a stack ``(N, 3, 3)``.
     """
-    a = np.deg2rad(np.asarray(angle_deg, float))
+    a = np.deg2rad(angle_deg)
     c, s = np.cos(a), np.sin(a)
-    rot = np.zeros(a.shape + (3, 3))
-    rot[..., 0, 0], rot[..., 0, 1], rot[..., 1, 0], rot[..., 1, 1], rot[..., 2, 2] = c, s, -s, c, 1.0
+    rot = np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
     cx, cy = center_xy
     return compose(translation(-cx, -cy), rot, translation(cx, cy))
 
