@@ -100,7 +100,8 @@ def rotation_then_elastix(moving, fixed):
     """Our best pose warps the moving image onto the fixed grid; elastix refines from there; the two compose."""
     pm, pf = prepare_pair(moving, fixed)
     (m, m_in), (f, f_in) = small_pair(moving, fixed, ELASTIX_SIZE, inverted=True)
-    start = compose(invert(pm.to_input), search_pose(StructurePyramid(pm, pf))[0].matrix, pf.to_input, invert(f_in))  # → fixed small
+    pose = search_pose(StructurePyramid(pm, pf))[0].matrix
+    start = compose(invert(pm.to_input), pose, pf.to_input, invert(f_in))  # → fixed small
     warped = warp_image(m, compose(m_in, start), f.shape)
     return compose(start, elastix_affine(warped, f), f_in)
 

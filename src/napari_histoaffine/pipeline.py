@@ -64,7 +64,8 @@ def _tissue_overlap(moving: PreparedImage, fixed: PreparedImage, matrix: np.ndar
     theta = transforms.to_theta(transforms.compose(transforms.invert(m_to_small), matrix, f_to_small),
                                 moving_small.shape[-2:], fixed_small.shape[-2:])
     with torch.inference_mode():
-        warped = transforms.warp_tensor(moving_small, torch.from_numpy(theta).float()[None], fixed_small.shape[-2:]) > 0.5
+        warped = transforms.warp_tensor(moving_small, torch.from_numpy(theta).float()[None], fixed_small.shape[-2:])
+    warped = warped > 0.5
     fixed_mask = fixed_small > 0.5
     total = int(warped.sum() + fixed_mask.sum())
     return float(2.0 * (warped & fixed_mask).sum() / total) if total else 0.0

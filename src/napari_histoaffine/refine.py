@@ -25,10 +25,9 @@ CONVERGED_PX = 0.1
 
 @dataclass(frozen=True)
 class Refined:
-    """Refinement outcome: working-resolution moving → fixed matrix, its similarity, and which start won."""
+    """Refinement outcome: working-resolution moving → fixed matrix, and which start won the race (similarities)."""
 
     matrix: np.ndarray
-    similarity: float
     start_index: int
     start_similarities: list[float]
 
@@ -68,7 +67,8 @@ class _Ecc:
     def step(self, theta: torch.Tensor) -> torch.Tensor:
         """One update of a batch of thetas ``(B, 2, 3)``."""
         b, c = theta.shape[0], self.level.moving.shape[1]
-        warped, du, dv = transforms.warp_tensor(self.sampler, theta, self.level.f_shape, self.stride).view(b, 3, c, -1).unbind(1)
+        sampled = transforms.warp_tensor(self.sampler, theta, self.level.f_shape, self.stride)
+        warped, du, dv = sampled.view(b, 3, c, -1).unbind(1)
         warped = warped - warped.mean((1, 2), keepdim=True)
         fixed = self.fixed_centred
         maps = torch.stack([(du * du).sum(1), (du * dv).sum(1), (dv * dv).sum(1), (du * warped).sum(1),
@@ -96,7 +96,7 @@ class _Ecc:
 
 
 @torch.inference_mode()
-def _optimise(level: FeatureLevel, theta: torch.Tensor, steps: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _optimise(level: FeatureLevel, theta: torch.Tensor, steps: int, stride: int) -> torch.Tensor:
     """At most ``steps`` ECC updates on every stride-th pixel; fewer once none moves any point by ``CONVERGED_PX``."""
     ecc = _Ecc(level, stride)
     half_size = max(level.f_shape) / 2.0  # theta units → pixels of this level
@@ -104,7 +104,7 @@ def _optimise(level: FeatureLevel, theta: torch.Tensor, steps: int, stride: int)
         previous, theta = theta, ecc.step(theta)
         if float((theta - previous).abs().sum(-1).max()) * half_size < CONVERGED_PX:
             break
-    return theta, level.similarity(theta)
+    return theta
 
 
 def refine_affine(pyramid: StructurePyramid, starts: list[np.ndarray], scales=DEFAULT_SCALES) -> Refined:
@@ -114,12 +114,12 @@ def refine_affine(pyramid: StructurePyramid, starts: list[np.ndarray], scales=DE
     """
     (size, steps, stride), *finer = scales
     level = pyramid.level(size)
-    thetas, scores = _optimise(level, level.thetas(starts), steps, stride)
-    best = int(torch.argmax(torch.nan_to_num(scores, nan=-1.0)))
+    thetas = _optimise(level, level.thetas(starts), steps, stride)
+    with torch.inference_mode():
+        scores = torch.nan_to_num(level.similarity(thetas), nan=-1.0)
+    best = int(torch.argmax(scores))
     matrix = level.matrix(thetas[best].numpy())
-    similarity = float(scores[best])
     for size, steps, stride in finer:
         level = pyramid.level(size)
-        theta, score = _optimise(level, level.thetas([matrix]), steps, stride)
-        matrix, similarity = level.matrix(theta[0].numpy()), float(score[0])
-    return Refined(matrix, similarity, best, [float(s) for s in scores])
+        matrix = level.matrix(_optimise(level, level.thetas([matrix]), steps, stride)[0].numpy())
+    return Refined(matrix, best, [float(s) for s in scores])
