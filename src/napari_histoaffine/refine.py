@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import transforms
 from .rotation import FeatureLevel, StructurePyramid
+from .similarity import central_differences
 
 # (long side in px, most Gauss–Newton steps, pixel stride), coarse to fine
 DEFAULT_SCALES = ((96, 12, 1), (192, 6, 1))
@@ -33,11 +33,10 @@ class Refined:
 
 
 def _gradients(images: torch.Tensor) -> torch.Tensor:
-    """Central-difference x and y derivatives of ``(1, C, H, W)`` images in ``grid_sample`` units (per 2/size)."""
+    """x and y derivatives of ``(1, C, H, W)`` images in ``grid_sample`` units (a unit is size / 2 pixels)."""
     h, w = images.shape[-2:]
-    dx = F.pad(images[..., :, 2:] - images[..., :, :-2], (1, 1, 0, 0)) * (w / 4.0)
-    dy = F.pad(images[..., 2:, :] - images[..., :-2, :], (0, 0, 1, 1)) * (h / 4.0)
-    return torch.cat([dx, dy], dim=1)
+    gx, gy = central_differences(images)
+    return torch.cat([gx * (w / 4.0), gy * (h / 4.0)], dim=1)
 
 
 # Per-pixel products of x, y and 1, in the order the moments below use: x², xy, y², x, y, 1.

@@ -70,8 +70,14 @@ def smooth(images: torch.Tensor, sigma: float) -> torch.Tensor:
     return _blur_last_axis(_blur_last_axis(images, float(sigma)).transpose(-1, -2), float(sigma)).transpose(-1, -2)
 
 
-def gradient_magnitude(images: torch.Tensor) -> torch.Tensor:
-    """Central-difference gradient magnitude of ``(N, 1, H, W)`` images."""
+def central_differences(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``I(x+1) − I(x−1)`` along x and along y of ``(N, C, H, W)`` images (twice the derivative), 0 at the border."""
     gx = F.pad(images[..., :, 2:] - images[..., :, :-2], (1, 1, 0, 0))
     gy = F.pad(images[..., 2:, :] - images[..., :-2, :], (0, 0, 1, 1))
+    return gx, gy
+
+
+def gradient_magnitude(images: torch.Tensor) -> torch.Tensor:
+    """Central-difference gradient magnitude of ``(N, 1, H, W)`` images."""
+    gx, gy = central_differences(images)
     return torch.sqrt(gx * gx + gy * gy + 1e-12)
