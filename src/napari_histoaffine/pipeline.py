@@ -26,7 +26,7 @@ from .network import AffineNet
 from .preprocess import DEFAULT_WORKING_SIZE, PreparedImage, prepare_pair
 from .refine import DEFAULT_SCALES, refine_affine
 from .results import Pose, Progress, RegistrationResult, TissueMasks
-from .rotation import StructurePyramid, downsample_pair, search_pose
+from .rotation import StructurePyramid, downsample_pair, search_pose, small_theta
 
 STAGES = ("preprocess", "pose search", "network", "refinement")
 # After the network: the candidates race for three steps at 96 px, the winner goes on there and at
@@ -48,8 +48,7 @@ def _network_start(model: AffineNet, moving: PreparedImage, fixed: PreparedImage
     shape = fixed_small.shape[-2:]
     matrix = pose.matrix
     for _ in range(passes):
-        theta = transforms.to_theta(transforms.compose(transforms.invert(m_to_small), matrix, f_to_small),
-                                    moving_small.shape[-2:], shape)
+        theta = small_theta(matrix, m_to_small, moving_small.shape[-2:], f_to_small, shape)
         with torch.inference_mode():
             posed = transforms.warp_tensor(moving_small, torch.from_numpy(theta).float()[None], shape)
             correction = model(posed, fixed_small)[0].numpy()
@@ -61,8 +60,7 @@ def _tissue_overlap(moving: PreparedImage, fixed: PreparedImage, matrix: np.ndar
     """Dice overlap of the fixed tissue mask and the warped moving tissue mask (at ``long_side`` pixels)."""
     moving_small, m_to_small, fixed_small, f_to_small = downsample_pair(
         moving.mask.astype(np.float32), fixed.mask.astype(np.float32), long_side)
-    theta = transforms.to_theta(transforms.compose(transforms.invert(m_to_small), matrix, f_to_small),
-                                moving_small.shape[-2:], fixed_small.shape[-2:])
+    theta = small_theta(matrix, m_to_small, moving_small.shape[-2:], f_to_small, fixed_small.shape[-2:])
     with torch.inference_mode():
         warped = transforms.warp_tensor(moving_small, torch.from_numpy(theta).float()[None], fixed_small.shape[-2:])
     warped = warped > 0.5

@@ -95,10 +95,9 @@ class _Ecc:
 
 
 @torch.inference_mode()
-def _optimise(level: FeatureLevel, theta: torch.Tensor, steps: int, stride: int) -> torch.Tensor:
-    """At most ``steps`` ECC updates on every stride-th pixel; fewer once none moves any point by ``CONVERGED_PX``."""
-    ecc = _Ecc(level, stride)
-    half_size = max(level.f_shape) / 2.0  # theta units → pixels of this level
+def _optimise(ecc: _Ecc, theta: torch.Tensor, steps: int) -> torch.Tensor:
+    """At most ``steps`` ECC updates; fewer once none moves any point by ``CONVERGED_PX``."""
+    half_size = max(ecc.level.f_shape) / 2.0  # theta units → pixels of this level
     for _ in range(steps):
         previous, theta = theta, ecc.step(theta)
         if float((theta - previous).abs().sum(-1).max()) * half_size < CONVERGED_PX:
@@ -111,14 +110,22 @@ def refine_affine(pyramid: StructurePyramid, starts: list[np.ndarray], scales=DE
 
     ``scales`` lists ``(long side in px, most Gauss–Newton steps, pixel stride)`` from coarse to fine.
     """
+    eccs: dict[tuple[int, int], _Ecc] = {}
+
+    def ecc(size: int, stride: int) -> _Ecc:  # a scale listed twice (a race, then the winner) is prepared once
+        if (size, stride) not in eccs:
+            with torch.inference_mode():
+                eccs[size, stride] = _Ecc(pyramid.level(size), stride)
+        return eccs[size, stride]
+
     (size, steps, stride), *finer = scales
     level = pyramid.level(size)
-    thetas = _optimise(level, level.thetas(starts), steps, stride)
+    thetas = _optimise(ecc(size, stride), level.thetas(starts), steps)
     with torch.inference_mode():
         scores = torch.nan_to_num(level.similarity(thetas), nan=-1.0)
     best = int(torch.argmax(scores))
     matrix = level.matrix(thetas[best].numpy())
     for size, steps, stride in finer:
         level = pyramid.level(size)
-        matrix = level.matrix(_optimise(level, level.thetas([matrix]), steps, stride)[0].numpy())
+        matrix = level.matrix(_optimise(ecc(size, stride), level.thetas([matrix]), steps)[0].numpy())
     return Refined(matrix, best, [float(s) for s in scores])

@@ -47,6 +47,16 @@ def downsample_pair(moving: np.ndarray, fixed: np.ndarray, long_side: int):
     return moving_small, moving_to_small, fixed_small, fixed_to_small
 
 
+def small_theta(matrix: np.ndarray, moving_to_small: np.ndarray, moving_shape, fixed_to_small: np.ndarray,
+                fixed_shape) -> np.ndarray:
+    """Theta, between the downsampled grids of :func:`downsample_pair`, of a working moving → fixed matrix.
+
+    A stack of matrices gives a stack of thetas.
+    """
+    small = transforms.compose(transforms.invert(moving_to_small), matrix, fixed_to_small)
+    return transforms.to_theta(small, moving_shape, fixed_shape)
+
+
 def structure_features(image: torch.Tensor) -> torch.Tensor:
     """Structure channels of ``(N, 1, H, W)`` images: lightly smoothed intensity and its edges."""
     edges = smooth(gradient_magnitude(smooth(image, 1.0)), 1.0)
@@ -65,8 +75,8 @@ class FeatureLevel:
 
     def thetas(self, matrices) -> torch.Tensor:
         """``(N, 2, 3)`` float32 thetas, on this level's grids, of working moving → fixed matrices."""
-        small = transforms.compose(transforms.invert(self.m_to_small), np.asarray(matrices, float), self.f_to_small)
-        return torch.from_numpy(transforms.to_theta(small, self.m_shape, self.f_shape)).float()
+        thetas = small_theta(np.asarray(matrices, float), self.m_to_small, self.m_shape, self.f_to_small, self.f_shape)
+        return torch.from_numpy(thetas).float()
 
     def matrix(self, theta: np.ndarray) -> np.ndarray:
         """Working moving → fixed matrix of a theta on this level's grids."""
