@@ -20,23 +20,9 @@ import pandas as pd
 from napari_histoaffine import io
 from napari_histoaffine.evaluation import register_files
 from napari_histoaffine.layer_transforms import fit_affine
+from napari_histoaffine.transforms import angle_difference, rotation_and_mirror
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-
-
-def rotation_and_mirror(matrix: np.ndarray) -> tuple[float, bool]:
-    """Angle (the convention of ``transforms.rotation``) and mirror state of the rotation closest to ``matrix``."""
-    linear = matrix[:2, :2]
-    mirrored = bool(np.linalg.det(linear) < 0)
-    if mirrored:
-        linear = linear @ np.diag([-1.0, 1.0])
-    u, _, vt = np.linalg.svd(linear)
-    rot = u @ vt
-    return float(np.degrees(np.arctan2(rot[0, 1], rot[0, 0])) % 360.0), mirrored
-
-
-def angle_difference(a: float, b: float) -> float:
-    return abs((a - b + 180.0) % 360.0 - 180.0)
 
 
 def main(argv=None) -> int:

@@ -1,6 +1,7 @@
 """The Register widget, opened through the npe2 manifest, on the sample pair (run under xvfb-run)."""
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 from napari_histoaffine import transforms
 from napari_histoaffine._qt import register_widget as rw
@@ -50,7 +51,8 @@ def test_register_sample(qtbot, setup, tmp_path):
     table = widget.table
     assert len(table.rtre) == 36 and np.median(table.rtre) < RTRE_LIMIT
     assert "median" in table.summary.text() and widget.table.table.rowCount() == 36
-    assert "looks good" in widget.summary.text() and widget.candidates.count() >= 2
+    assert "confident" in widget.summary.text() and widget.candidates.count() >= 2
+    assert not widget.result.verdict.flagged and not widget.alternative_button.isEnabled()
 
     # move one fixed landmark: only its row changes, by the displacement
     registered = viewer.layers["moving landmarks (registered)"].data
@@ -94,6 +96,32 @@ def test_register_sample(qtbot, setup, tmp_path):
     assert not widget.mask_layers and fixed_mask not in viewer.layers
     np.testing.assert_array_equal(moving.affine.affine_matrix, np.eye(3))
     assert "moving landmarks (registered)" not in viewer.layers and moving.opacity == 1.0
+    assert widget.summary.text() == "" and not widget.alternative_button.isEnabled()
+    assert not errors
+
+
+def test_flagged_result_offers_alternative(qtbot, setup):
+    """A pose forced into the other mirror state is flagged with the engine's reason; one click goes back."""
+    viewer, widget, errors = setup
+    button = widget.alternative_button
+    register(qtbot, widget)
+    automatic = widget.result
+    wrong = next(i for i, p in enumerate(automatic.candidates) if p.flipped != automatic.flipped)
+    widget.try_candidate(wrong)
+    assert widget.worker is not None and not button.isEnabled()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    verdict = widget.result.verdict
+    assert widget.result.flipped != automatic.flipped and verdict.flagged and verdict.alternative is not None
+    text = widget.summary.text()
+    assert "check this result" in text and verdict.reason in text and f"({100 * verdict.confidence:.0f} %)" in text
+    assert button.isEnabled() and not button.isHidden() and button.text() == "Try the other mirror state"
+
+    qtbot.mouseClick(button, Qt.LeftButton)
+    assert widget.worker is not None and not button.isEnabled()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert widget.result.flipped == automatic.flipped and not widget.result.verdict.flagged
+    assert "confident" in widget.summary.text() and "check this result" not in widget.summary.text()
+    assert not button.isEnabled() and button.isHidden()
     assert not errors
 
 

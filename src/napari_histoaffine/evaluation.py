@@ -20,7 +20,7 @@ from .results import RegistrationResult
 
 _ROW = ("rtre_median", "rtre_mean", "rtre_max", "success", "robustness", "initial_rtre_median",
         "initial_rtre_mean", "initial_rtre_max", "diagonal", "seconds", "rotation_deg", "flipped",
-        "ncc_before", "ncc_after")
+        "ncc_before", "ncc_after", "confidence", "flagged", "pose_margin", "verdict")
 
 
 def read_pair(moving_path, fixed_path, working_size: int = DEFAULT_WORKING_SIZE) -> tuple[io.ImageLevel, io.ImageLevel]:
@@ -81,7 +81,8 @@ def evaluate_pair(pair: io.Pair, out_dir, *, require_landmarks: bool = True, sav
             io.write_landmarks(result_csv, warped)
             row.update(metrics.landmark_stats(warped, target, diagonal, initial_xy=source).as_dict())
         row.update(seconds=result.seconds, rotation_deg=result.rotation_deg, flipped=result.flipped,
-                   ncc_before=result.ncc_before, ncc_after=result.ncc_after,
+                   ncc_before=result.ncc_before, ncc_after=result.ncc_after, confidence=result.verdict.confidence,
+                   flagged=result.verdict.flagged, pose_margin=result.verdict.margin, verdict=result.verdict.reason,
                    **{f"seconds_{stage.replace(' ', '_')}": t for stage, t in result.timings.items()})
     except HistoAffineError as exc:
         error = str(exc)
@@ -97,7 +98,7 @@ def summarize(results: pd.DataFrame) -> dict:
     return {"n": len(results), "errors": int((results["error"] != "").sum()),
             "success_pct": 100.0 * results["success"].astype(bool).mean(),
             "MMrTRE": median.median(), "AMrTRE": median.mean(), "mean_max_rTRE": largest.mean(),
-            "median_s": results["seconds"].median()}
+            "median_s": results["seconds"].median(), "flagged": int(results["flagged"].fillna(False).astype(bool).sum())}
 
 
 def format_summary(summary: dict) -> str:
@@ -105,7 +106,8 @@ def format_summary(summary: dict) -> str:
     rows = [("pairs", f"{summary['n']}"), ("errors", f"{summary['errors']}"),
             ("success [%] (median rTRE ≤ 0.02)", f"{summary['success_pct']:.1f}"),
             ("MMrTRE", f"{summary['MMrTRE']:.4f}"), ("AMrTRE", f"{summary['AMrTRE']:.4f}"),
-            ("mean max rTRE", f"{summary['mean_max_rTRE']:.4f}"), ("median seconds", f"{summary['median_s']:.3f}")]
+            ("mean max rTRE", f"{summary['mean_max_rTRE']:.4f}"), ("median seconds", f"{summary['median_s']:.3f}"),
+            ("flagged", f"{summary['flagged']}")]
     return "\n".join(["| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]) + "\n"
 
 
@@ -177,8 +179,12 @@ def write_outputs(pairs_csv, pairs: list[io.Pair], rows: list[dict], out_dir, *,
     with io.atomic_write(out / "times.csv") as f:
         results[["Case", "seconds"]].to_csv(f, index=False)
     failed = results.loc[results["error"] != "", ["Case", "error"]]
+    flagged = results.loc[results["flagged"].fillna(False).astype(bool), ["Case", "confidence", "verdict"]]
     with io.atomic_write(out / "summary.md") as f:
         f.write(f"# Evaluation of {Path(pairs_csv).resolve()}\n\n{format_summary(summarize(results))}")
+        f.writelines(["\n## Flagged: check these by eye\n\n"] + [f"- {c}: confidence {p:.2f}, {v}\n"
+                                                                  for c, p, v in flagged.itertuples(index=False)]
+                     if len(flagged) else [])
         f.writelines(["\n## Errors\n\n"] + [f"- {c}: {e}\n" for c, e in failed.itertuples(index=False)]
                      if len(failed) else [])
     done = [p for p in pairs if p.case in set(results["Case"])]

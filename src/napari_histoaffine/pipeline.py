@@ -27,6 +27,7 @@ from .preprocess import DEFAULT_WORKING_SIZE, PreparedImage, prepare_pair
 from .refine import DEFAULT_SCALES, refine_affine
 from .results import Pose, Progress, RegistrationResult, TissueMasks
 from .rotation import StructurePyramid, downsample_pair, search_pose, small_theta
+from .verdict import assess
 
 STAGES = ("preprocess", "pose search", "network", "refinement")
 # After the network: the candidates race for three steps at 96 px, the winner goes on there and at
@@ -77,8 +78,9 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
 
     ``model`` is ``"default"`` (the shipped weights, when the package has them), a weights file,
     a loaded network, or ``None`` (pose search and refinement only). ``candidate`` forces the
-    later stages to start from that pose of the search's ranked candidates (to try a runner-up
-    the automatic choice passed over). When the arrays are reduced
+    later stages to go on from that pose of the search's ranked candidates (to try a runner-up the
+    automatic choice passed over); the other candidates still race, so the verdict can tell whether
+    another pose fits better. When the arrays are reduced
     levels of larger images, ``*_full_shape`` gives the full-resolution (rows, cols) the returned
     matrix refers to.
     """
@@ -101,23 +103,25 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
     yield finished("pose search")
     if candidate is not None and not 0 <= candidate < len(poses):
         raise InputError(f"pose candidate {candidate} does not exist: the search found {len(poses)}")
-    starts_from = poses if candidate is None else [poses[candidate]]
-    starts = [p.matrix for p in starts_from]
+    starts = [p.matrix for p in poses]
     scales = DEFAULT_SCALES if network is None else AFTER_NETWORK_SCALES
-    chosen = 0
-    if network is not None:  # the best-fitting pose is corrected by the network
-        if len(starts) > 1:
+    chosen = candidate or 0
+    if network is not None:  # the best-fitting (or the forced) pose is corrected by the network
+        if candidate is None and len(starts) > 1:
             chosen = int(np.argmax(pyramid.similarity(starts, scales[0][0])))
         passes = 1 if refine else network.config.passes
-        starts[chosen] = _network_start(network, prepared_moving, prepared_fixed, starts_from[chosen], passes)
+        starts[chosen] = _network_start(network, prepared_moving, prepared_fixed, poses[chosen], passes)
         yield finished("network")
-    matrix = starts[chosen]
-    if refine:  # every start refined side by side at the coarsest scale; the best one goes on
-        refined = refine_affine(pyramid, starts, scales)
+    if refine:  # every start refined side by side at the coarsest scale; the best (or the forced) one goes on
+        refined = refine_affine(pyramid, starts, scales, winner=candidate)
         matrix, chosen = refined.matrix, refined.start_index
+        race_matrices, race_similarities = refined.race_matrices, refined.race_similarities
         yield finished("refinement")
-
+    else:  # no race: the starts as they are are the yardstick
+        matrix, race_matrices = starts[chosen], np.stack(starts)
+        race_similarities = pyramid.similarity(starts, scales[0][0])
     before, after = pyramid.similarity([transforms.identity(), matrix], REPORT_SIZE)
+    verdict = assess(race_matrices, race_similarities, chosen, after)
     moving_to_full = transforms.resample_matrix(np.shape(moving), moving_full_shape or np.shape(moving))
     fixed_to_full = transforms.resample_matrix(np.shape(fixed), fixed_full_shape or np.shape(fixed))
     moving_working_to_full = transforms.compose(prepared_moving.to_input, moving_to_full)
@@ -128,7 +132,7 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
         moving_shape=tuple(int(v) for v in (moving_full_shape or np.shape(moving))[:2]),
         fixed_shape=tuple(int(v) for v in (fixed_full_shape or np.shape(fixed))[:2]),
         stages=planned, timings=timings, ncc_before=before, ncc_after=after,
-        rotation_deg=starts_from[chosen].angle_deg, flipped=starts_from[chosen].flipped, candidates=poses,
+        rotation_deg=poses[chosen].angle_deg, flipped=poses[chosen].flipped, candidates=poses, verdict=verdict,
         tissue_overlap=_tissue_overlap(prepared_moving, prepared_fixed, matrix),
         masks=TissueMasks(prepared_moving.mask, prepared_fixed.mask, moving_working_to_full, fixed_working_to_full))
 

@@ -25,11 +25,16 @@ CONVERGED_PX = 0.1
 
 @dataclass(frozen=True)
 class Refined:
-    """Refinement outcome: working-resolution moving → fixed matrix, and which start won the race (similarities)."""
+    """Refinement outcome: the working-resolution moving → fixed matrix and the race that chose its start.
+
+    ``race_matrices`` and ``race_similarities`` are every start after the race (coarsest scale),
+    in the order of the starts; ``start_index`` is the one that went on.
+    """
 
     matrix: np.ndarray
     start_index: int
-    start_similarities: list[float]
+    race_similarities: list[float]
+    race_matrices: np.ndarray
 
 
 def _gradients(images: torch.Tensor) -> torch.Tensor:
@@ -105,10 +110,12 @@ def _optimise(ecc: _Ecc, theta: torch.Tensor, steps: int) -> torch.Tensor:
     return theta
 
 
-def refine_affine(pyramid: StructurePyramid, starts: list[np.ndarray], scales=DEFAULT_SCALES) -> Refined:
+def refine_affine(pyramid: StructurePyramid, starts: list[np.ndarray], scales=DEFAULT_SCALES,
+                  winner: int | None = None) -> Refined:
     """Refine each start (working moving → fixed matrix) at the coarsest scale, the best one further.
 
     ``scales`` lists ``(long side in px, most Gauss–Newton steps, pixel stride)`` from coarse to fine.
+    ``winner`` makes that start go on whatever the race says (the others still race, as a yardstick).
     """
     eccs: dict[tuple[int, int], _Ecc] = {}
 
@@ -123,9 +130,10 @@ def refine_affine(pyramid: StructurePyramid, starts: list[np.ndarray], scales=DE
     thetas = _optimise(ecc(size, stride), level.thetas(starts), steps)
     with torch.inference_mode():
         scores = torch.nan_to_num(level.similarity(thetas), nan=-1.0)
-    best = int(torch.argmax(scores))
-    matrix = level.matrix(thetas[best].numpy())
+    best = int(torch.argmax(scores)) if winner is None else winner
+    race_matrices = np.stack([level.matrix(theta) for theta in thetas.numpy()])
+    matrix = race_matrices[best]
     for size, steps, stride in finer:
         level = pyramid.level(size)
         matrix = level.matrix(_optimise(ecc(size, stride), level.thetas([matrix]), steps)[0].numpy())
-    return Refined(matrix, best, [float(s) for s in scores])
+    return Refined(matrix, best, [float(s) for s in scores], race_matrices)

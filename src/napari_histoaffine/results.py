@@ -14,6 +14,23 @@ class Pose:
     flipped: bool
     score: float
     matrix: np.ndarray = field(repr=False, compare=False)
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How far a registration can be trusted, judged without landmarks (see :mod:`napari_histoaffine.verdict`).
+
+    ``confidence`` is 0–1; ``flagged`` asks a person to check the result, ``reason`` says why in
+    words; ``alternative`` is the index (in the result's candidates) of the best different pose,
+    the other mirror state first, or ``None``; ``margin`` is the similarity lead over that pose.
+    """
+
+    confidence: float
+    flagged: bool
+    reason: str
+    alternative: int | None
+    margin: float
 
 
 @dataclass(frozen=True)
@@ -55,6 +72,7 @@ class RegistrationResult:
     candidates: list[Pose]
     tissue_overlap: float = 0.0
     masks: TissueMasks | None = field(default=None, repr=False)
+    verdict: Verdict | None = None
 
     @property
     def seconds(self) -> float:
@@ -76,5 +94,7 @@ class RegistrationResult:
             "rotation_deg": self.rotation_deg,
             "flipped": self.flipped,
             "tissue_overlap": self.tissue_overlap,
+            **({"confidence": self.verdict.confidence, "flagged": self.verdict.flagged, "verdict": self.verdict.reason}
+               if self.verdict is not None else {}),
             "candidates": [{"angle_deg": p.angle_deg, "flipped": p.flipped, "score": p.score} for p in self.candidates],
         }

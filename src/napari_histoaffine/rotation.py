@@ -20,6 +20,8 @@ from .results import Pose
 from .similarity import gradient_magnitude, ncc, smooth
 
 SEARCH_SIZE = 48
+CHECK_SIZE = 96
+CHECK_SCALES = (0.9, 1.0, 1 / 0.9)  # around each peak's scale: neither scale guess is exact
 
 
 def _to_tensor(array: np.ndarray) -> torch.Tensor:
@@ -125,7 +127,7 @@ def pose_matrices(angles_deg: np.ndarray, flipped: np.ndarray, scale: float, mov
     """
     radians = np.deg2rad(np.asarray(angles_deg, float))
     mirror = np.where(np.asarray(flipped, bool), -1.0, 1.0)
-    c, s = scale * np.cos(radians), scale * np.sin(radians)
+    c, s = np.asarray(scale) * np.cos(radians), np.asarray(scale) * np.sin(radians)
     matrices = np.zeros((radians.size, 3, 3))
     matrices[:, 0, 0], matrices[:, 0, 1] = c * mirror, s
     matrices[:, 1, 0], matrices[:, 1, 1] = -s * mirror, c
@@ -171,11 +173,16 @@ class _Scorer:
         return torch.cat(scores).numpy(), torch.cat(shifts).numpy() / self.factor
 
 
+def _same_pose(a: Pose, b: Pose, min_separation_deg: float) -> bool:
+    """Same mirror state, angles closer than ``min_separation_deg`` and scales within 15 %."""
+    return (a.flipped == b.flipped and transforms.angle_difference(a.angle_deg, b.angle_deg) < min_separation_deg
+            and abs(np.log(a.scale / b.scale)) < np.log(1.15))
+
+
 def _distinct(poses: list[Pose], k: int, min_separation_deg: float) -> list[Pose]:
     kept: list[Pose] = []
     for pose in sorted(poses, key=lambda p: -p.score):
-        if all(p.flipped != pose.flipped or abs((p.angle_deg - pose.angle_deg + 180) % 360 - 180) >= min_separation_deg
-               for p in kept):
+        if not any(_same_pose(p, pose, min_separation_deg) for p in kept):
             kept.append(pose)
         if len(kept) == k:
             break
@@ -184,29 +191,42 @@ def _distinct(poses: list[Pose], k: int, min_separation_deg: float) -> list[Pose
 
 @torch.inference_mode()
 def search_pose(pyramid: StructurePyramid, *, search_mirror: bool = True, coarse_step: float = 6.0,
-                fine_step: float = 2.0, top_k: int = 4, search_size: int = SEARCH_SIZE) -> list[Pose]:
+                fine_step: float = 2.0, top_k: int = 4, peaks: int = 8, search_size: int = SEARCH_SIZE,
+                check_size: int = CHECK_SIZE) -> list[Pose]:
     """Best rigid-plus-scale starting poses, best first, as working-resolution moving → fixed matrices.
 
-    The scale is the square root of the tissue area ratio; the translation aligns the tissue
-    centres of mass; angle and mirror come from an exhaustive coarse search refined around the
-    ``top_k`` distinct coarse peaks.
+    Two scales are tried: the square root of the tissue area ratio (right when both sections are
+    whole) and 1 (same pixel size; right when a crop cuts the tissue, so the areas say nothing).
+    The translation starts at the tissue centres of mass and the FFT finds the best shift. Angle,
+    mirror and scale come from an exhaustive coarse search at ``search_size`` pixels; the ``peaks``
+    best distinct coarse poses (half of each mirror state) are searched again at finer angles on the
+    finer ``fine_size`` level, where interior structure, not the outline, decides, and the ``top_k``
+    best distinct ones are kept, the best of the other mirror state among them.
     """
     moving, fixed = pyramid.moving, pyramid.fixed
-    scale = float(np.sqrt(max(fixed.mask.sum(), 1) / max(moving.mask.sum(), 1)))
+    area_scale = float(np.sqrt(max(fixed.mask.sum(), 1) / max(moving.mask.sum(), 1)))
+    scales = [area_scale] + ([1.0] if abs(np.log(area_scale)) > np.log(1.15) else [])
     m_centre, f_centre = centre_of_mass(moving.mask), centre_of_mass(fixed.mask)
-    score = _Scorer(pyramid.level(search_size))
 
-    def evaluate(candidates):
-        angles, flipped = np.array(candidates, float).T
+    def evaluate(scorer: _Scorer, candidates) -> list[Pose]:
+        angles, flipped, scale = np.array(candidates, float).T
         matrices = pose_matrices(angles, flipped, scale, m_centre, f_centre)
-        scores, shifts = score(matrices)
+        scores, shifts = scorer(matrices)
         matrices[:, :2, 2] += shifts
-        return [Pose(float(a % 360.0), bool(fl), float(s), m)
-                for a, fl, s, m in zip(angles, flipped, scores, matrices)]
+        return [Pose(float(a % 360.0), bool(fl), float(s), m, float(sc))
+                for a, fl, s, m, sc in zip(angles, flipped, scores, matrices, scale)]
 
     flips = (False, True) if search_mirror else (False,)
-    coarse = evaluate([(a, fl) for fl in flips for a in np.arange(0.0, 360.0, coarse_step)])
-    peaks = _distinct(coarse, top_k, 3 * coarse_step)
-    fine = evaluate([(p.angle_deg + d, p.flipped) for p in peaks
+    coarse = evaluate(_Scorer(pyramid.level(search_size)),
+                      [(a, fl, s) for s in scales for fl in flips for a in np.arange(0.0, 360.0, coarse_step)])
+    per_mirror = [_distinct([p for p in coarse if p.flipped == fl], peaks // len(flips), 3 * coarse_step) for fl in flips]
+    fine = evaluate(_Scorer(pyramid.level(search_size)),
+                    [(p.angle_deg + d, p.flipped, p.scale) for p in sum(per_mirror, [])
                      for d in np.arange(-coarse_step, coarse_step + fine_step / 2, fine_step)])
-    return _distinct(fine, top_k, 3 * coarse_step)
+    fine = evaluate(_Scorer(pyramid.level(check_size)),
+                    [(p.angle_deg, p.flipped, p.scale * f) for p in _distinct(fine, peaks, 3 * coarse_step)
+                     for f in CHECK_SCALES])
+    kept = _distinct(fine, top_k, 3 * coarse_step)
+    if search_mirror and len({p.flipped for p in kept}) == 1:  # the other mirror state always gets its say
+        kept[-1] = max((p for p in fine if p.flipped != kept[0].flipped), key=lambda p: p.score)
+    return kept

@@ -76,6 +76,26 @@ def mirror_x(center_x: float = 0.0) -> np.ndarray:
     return np.array([[-1.0, 0.0, 2.0 * center_x], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
 
+def rotation_and_mirror(matrix: np.ndarray) -> tuple[float, bool]:
+    """Angle (as :func:`rotation` takes it, in [0, 360)) and mirror state of the rotation closest to ``matrix``.
+
+    The mirror, where the linear part has a negative determinant, is taken as applied first, as
+    in the pose search's candidates: ``mirror_x`` then the rotation.
+    """
+    linear = np.asarray(matrix, float)[:2, :2]
+    mirrored = bool(np.linalg.det(linear) < 0)
+    if mirrored:
+        linear = linear @ np.diag([-1.0, 1.0])
+    u, _, vt = np.linalg.svd(linear)
+    closest = u @ vt
+    return float(np.degrees(np.arctan2(closest[0, 1], closest[0, 0])) % 360.0), mirrored
+
+
+def angle_difference(a_deg: float, b_deg: float) -> float:
+    """Smallest absolute difference of two angles in degrees (0–180)."""
+    return abs((a_deg - b_deg + 180.0) % 360.0 - 180.0)
+
+
 def resample_matrix(from_shape, to_shape) -> np.ndarray:
     """Pixel coordinates of an image of ``from_shape`` → those of the same image resized to ``to_shape``.
 

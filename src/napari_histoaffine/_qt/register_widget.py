@@ -28,7 +28,6 @@ from .landmark_table import LandmarkTable
 from .layer_pickers import LayerPairPicker, same_layer
 
 BUNDLED, WEIGHTS_FILE = "bundled default", "weights file…"
-MIN_NCC, MIN_OVERLAP = 0.5, 0.8  # below either, the result is flagged as a likely failure
 OVERLAY_OPACITY = 0.5
 
 
@@ -114,6 +113,8 @@ class RegisterWidget(QWidget):
         self.status.setWordWrap(True)
 
         self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        self.alternative_button = make_button("Try alternative pose", self.try_alternative)
         self.candidates = QListWidget()
         self.candidates.setMaximumHeight(90)
         self.candidates.itemDoubleClicked.connect(lambda _: self.try_candidate())
@@ -130,6 +131,7 @@ class RegisterWidget(QWidget):
         result_box = QGroupBox("Result")
         box = QVBoxLayout(result_box)
         box.addWidget(self.summary)
+        box.addWidget(self.alternative_button)
         box.addWidget(QLabel("Pose candidates (angle, mirror, score):"))
         box.addWidget(self.candidates)
         for row in ((self.try_button, self.overlay_button), (self.masks_button, self.refit_button), (self.reset_button,),
@@ -155,6 +157,18 @@ class RegisterWidget(QWidget):
         for w in (self.try_button, self.overlay_button, self.masks_button, self.refit_button, self.export_transform_button,
                   self.export_points_button, self.export_slide_button):
             w.setEnabled(enabled)
+        self._offer_alternative()
+
+    def _offer_alternative(self) -> None:
+        """Show the one-click alternative while a flagged result with an alternative pose is shown; usable when idle."""
+        verdict = self.result.verdict if self.result is not None else None
+        offer = verdict is not None and verdict.flagged and verdict.alternative is not None
+        if offer:
+            pose = self.result.candidates[verdict.alternative]
+            self.alternative_button.setText("Try the other mirror state" if pose.flipped != self.result.flipped
+                                            else f"Try alternative pose ({pose.angle_deg:.0f}°)")
+        self.alternative_button.setVisible(offer)
+        self.alternative_button.setEnabled(offer and self.worker is None)
 
     # ---------------------------------------------------------------- inputs
     def _model(self):
@@ -194,6 +208,7 @@ class RegisterWidget(QWidget):
         self.status.setText(message)
         self.register_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
+        self.alternative_button.setEnabled(False)
         worker.start()
 
     def cancel(self) -> None:
@@ -210,6 +225,7 @@ class RegisterWidget(QWidget):
         self.worker = None
         self.register_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
+        self._offer_alternative()
 
     def _on_registered(self, result) -> None:
         layers, self._inputs = self._pending
@@ -261,8 +277,9 @@ class RegisterWidget(QWidget):
 
     def _show_summary(self, note: str = "") -> None:
         r = self.result
-        ok = r.ncc_after >= MIN_NCC and r.tissue_overlap >= MIN_OVERLAP
-        flag = "<b style='color:#3c3'>looks good</b>" if ok else "<b style='color:#f80'>likely failure: check it</b>"
+        v, percent = r.verdict, f"{100 * r.verdict.confidence:.0f} %"
+        flag = (f"<b style='color:#f80'>check this result ({percent}): {v.reason}</b>" if v.flagged
+                else f"<b style='color:#3c3'>confident ({percent})</b>")
         self.summary.setText(f"Rotation {r.rotation_deg:.1f}°, {'mirrored' if r.flipped else 'not mirrored'}<br>"
                              f"NCC {r.ncc_before:.2f} → {r.ncc_after:.2f}, tissue overlap {r.tissue_overlap:.2f}<br>"
                              f"{flag}{note}")
@@ -369,6 +386,10 @@ class RegisterWidget(QWidget):
         self.worker.returned.connect(done)
         self._start(self.worker, f"Registering from candidate {index}…")
 
+    def try_alternative(self) -> None:
+        """Re-register from the pose the verdict names as the best alternative (the other mirror state first)."""
+        self.try_candidate(self.result.verdict.alternative)
+
     def refit_from_landmarks(self) -> None:
         """Least-squares affine from the current landmark pairs replaces the automatic matrix."""
         try:
@@ -382,7 +403,7 @@ class RegisterWidget(QWidget):
             show_error(str(exc))
             return
         self.apply_matrix(matrix)
-        self._show_summary(" (matrix refitted from landmarks; NCC is the automatic result's)")
+        self._show_summary(" (matrix refitted from landmarks; NCC and verdict are the automatic result's)")
 
     # ---------------------------------------------------------------- export
     def export_transform(self, path) -> None:

@@ -1,0 +1,280 @@
+"""Build the hard pose benchmark: shared stain pairs in which the outline says nothing about the pose.
+
+Four kinds of case, each source warped by a random large affine as in ``shared/bench/make_cases.py``
+(any rotation, scale 0.8–1.25, mild anisotropy and shear) and half of them mirrored:
+
+- ``disc``: both sections cut to the same centred disc or ellipse of tissue (background outside), so
+  only interior structure fixes rotation and mirror;
+- ``frame``: crops of the tissue interior, so tissue fills the whole frame on both sides;
+- ``partial``: one image cropped to 60–80 % of the other's extent (either side);
+- ``pale``: pairs of the palest stains, both faded further towards white.
+
+The geometry of every case comes from the best affine fit of the expert landmarks of the original
+pair; the landmarks of both sides are carried along (shifted by crops, warped with the source), so
+``score.py`` scores the cases as it scores the shared ones. Two parts with independent seeds: the
+development part (tune and calibrate on it) and the final part (look at it only for the numbers you
+report).
+
+usage: python benchmarks/make_hard_cases.py OUT_DIR --part dev|final [--per-kind N]
+Needs opencv-python-headless (the ``bench`` extra). Output: OUT_DIR/pairs.csv (ANHIR/BIRL layout,
+plus ``Kind``), OUT_DIR/images/, OUT_DIR/landmarks/.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SPEC = SHARED / "data/anhir-lung-lesion-3/spec.json"
+KINDS = ("disc", "frame", "partial", "pale")
+SEEDS = {"dev": 1001, "final": 2002}
+ORACLE_LIMIT = 0.012  # cases whose landmark fit leaves more are redrawn
+PALEST = 3  # the stains whose tissue is faintest make up the pale pairs
+
+
+def read_landmarks(path: Path) -> np.ndarray:
+    rows = list(csv.reader(open(path)))
+    head = [h.strip() for h in rows[0]]
+    ix, iy = head.index("X"), head.index("Y")
+    return np.array([[float(r[ix]), float(r[iy])] for r in rows[1:] if r], float)
+
+
+def write_landmarks(path: Path, points: np.ndarray) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["", "X", "Y"])
+        writer.writerows([i, f"{x:.3f}", f"{y:.3f}"] for i, (x, y) in enumerate(points))
+
+
+def affine_fit(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """3×3 least-squares affine source → target points."""
+    design = np.hstack([source, np.ones((len(source), 1))])
+    solution, *_ = np.linalg.lstsq(design, target, rcond=None)
+    return np.vstack([solution.T, [0.0, 0.0, 1.0]])
+
+
+def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:2, :2].T + matrix[:2, 2]
+
+
+def translation(dx: float, dy: float) -> np.ndarray:
+    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
+
+
+def random_linear(rng: np.random.Generator, flip: bool) -> tuple[np.ndarray, float, float]:
+    """The random linear part of ``make_cases.py``: rotation, scale, anisotropy, shear, optional mirror."""
+    theta = math.radians(rng.uniform(-180, 180))
+    scale = math.exp(rng.uniform(math.log(0.8), math.log(1.25)))
+    aspect = math.exp(rng.uniform(math.log(0.9), math.log(1.1)))
+    shear = rng.uniform(-0.1, 0.1)
+    rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    linear = rot @ np.diag([scale * math.sqrt(aspect), scale / math.sqrt(aspect)]) @ np.array([[1.0, shear], [0, 1]])
+    if flip:
+        linear = linear @ np.diag([-1.0, 1.0])
+    matrix = np.eye(3)
+    matrix[:2, :2] = linear
+    return matrix, math.degrees(theta), scale
+
+
+def tissue_mask(image: np.ndarray) -> np.ndarray:
+    """Rough tissue mask (darker than the bright background), for placing crops inside tissue."""
+    gray = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (0, 0), 4)
+    background = np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]]))
+    mask = cv2.morphologyEx((gray < background - 8).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((25, 25), np.uint8))
+    return ndimage.binary_fill_holes(mask)
+
+
+def background_colour(image: np.ndarray) -> tuple[int, ...]:
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    return tuple(int(v) for v in np.median(border, axis=0))
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], fill) -> np.ndarray:
+    return cv2.warpAffine(image, matrix[:2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=fill)
+
+
+def inside_region(rng, mask: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and half-size (x, y) of a window of about ``fraction`` of the image that is (nearly) all tissue."""
+    h, w = mask.shape
+    ys, xs = np.nonzero(mask)
+    centre = np.array([xs.mean(), ys.mean()])
+    half = np.array([w, h]) * fraction / 2
+    for _ in range(12):
+        x0, y0 = np.maximum((centre - half).astype(int), 0)
+        x1, y1 = np.minimum((centre + half).astype(int), [w, h])
+        if mask[y0:y1, x0:x1].mean() >= 0.95:
+            break
+        half *= 0.93
+    return centre + rng.uniform(-0.05, 0.05, 2) * half, half
+
+
+class Case:
+    """One case: the two images, their landmarks and the source's placement (all in pixels, x = column)."""
+
+    def __init__(self, target, target_points, source, source_points):
+        self.target, self.target_points = target, target_points
+        self.source, self.source_points = source, source_points
+
+    def oracle_rtre(self) -> float:
+        """Median rTRE of the best affine fit of the landmarks: the floor of any affine registration."""
+        fitted = apply(affine_fit(self.source_points, self.target_points), self.source_points)
+        return float(np.median(np.hypot(*(fitted - self.target_points).T)) / np.hypot(*self.target.shape[:2]))
+
+
+def make_case(kind: str, rng, target, source, lt, ls, flip: bool) -> tuple[Case, float, float]:
+    truth = affine_fit(ls, lt)                      # original source → original target
+    linear, angle, scale = random_linear(rng, flip)  # original source → new source (before placement)
+    fill_t, fill_s = background_colour(target), background_colour(source)
+    h, w = target.shape[:2]
+    sh, sw = source.shape[:2]
+
+    if kind == "disc":
+        mask = tissue_mask(target)
+        ys, xs = np.nonzero(mask)
+        centre = np.array([xs.mean(), ys.mean()])
+        radius = 0.38 * min(xs.max() - xs.min(), ys.max() - ys.min())
+        axes = radius * np.array([1.0, rng.uniform(0.7, 1.0)])
+        tilt = rng.uniform(0, np.pi)
+        ellipse = np.array([[math.cos(tilt), -math.sin(tilt)], [math.sin(tilt), math.cos(tilt)]]) @ np.diag(axes)
+        # unit disc → target ellipse; a point lies inside iff its preimage has norm ≤ 1
+        disc_to_target = np.eye(3)
+        disc_to_target[:2, :2], disc_to_target[:2, 2] = ellipse, centre
+        margin = 0.06 * radius
+        circle = np.stack([np.cos(np.linspace(0, 2 * np.pi, 64)), np.sin(np.linspace(0, 2 * np.pi, 64))], 1)
+        target_crop = translation(*-(apply(disc_to_target, circle).min(0) - margin))
+        to_new_source = linear @ np.linalg.inv(truth) @ disc_to_target          # unit disc → new source
+        outline = apply(to_new_source, circle)
+        place = translation(*-(outline.min(0) - rng.uniform(0.03, 0.12, 2) * (outline.max(0) - outline.min(0))))
+        t_size = np.ceil(apply(target_crop, apply(disc_to_target, circle)).max(0) + margin).astype(int)
+        s_extent = outline.max(0) - outline.min(0)
+        s_size = np.ceil(apply(place, outline).max(0) + rng.uniform(0.03, 0.12, 2) * s_extent).astype(int)
+        new_target = warp(target, target_crop, tuple(t_size), fill_t)
+        new_source = warp(source, place @ linear, tuple(s_size), fill_s)
+        for image, to_disc, fill in ((new_target, np.linalg.inv(target_crop @ disc_to_target), fill_t),
+                                     (new_source, np.linalg.inv(place @ to_new_source), fill_s)):
+            yy, xx = np.mgrid[:image.shape[0], :image.shape[1]]
+            unit = apply(to_disc, np.stack([xx.ravel(), yy.ravel()], 1).astype(float))
+            image[(np.hypot(*unit.T) > 1.0).reshape(image.shape[:2])] = fill
+        return Case(new_target, apply(target_crop, lt), new_source, apply(place @ linear, ls)), angle, scale
+
+    if kind == "frame":
+        centre, half = inside_region(rng, tissue_mask(target), rng.uniform(0.65, 0.8))
+        target_crop = translation(*-(centre - half))
+        new_target = warp(target, target_crop, tuple(np.round(2 * half).astype(int)), fill_t)
+        # the source window: about the same tissue, a rectangle inside the warped source's tissue
+        to_new = linear @ np.linalg.inv(truth)
+        s_centre = apply(to_new, centre[None])[0] + rng.uniform(-0.08, 0.08, 2) * half * scale
+        corners = apply(linear, np.array([[0, 0], [sw, 0], [0, sh], [sw, sh]], float))
+        shift = -corners.min(0)
+        size = np.ceil(corners.max(0) - corners.min(0)).astype(int)
+        warped_mask = warp(tissue_mask(source).astype(np.uint8), translation(*shift) @ linear, tuple(size), 0)
+        s_half = half * scale * rng.uniform(0.85, 1.0)
+        for _ in range(12):
+            x0, y0 = np.maximum((s_centre + shift - s_half).astype(int), 0)
+            x1, y1 = (s_centre + shift + s_half).astype(int)
+            if warped_mask[y0:y1, x0:x1].mean() >= 0.95:
+                break
+            s_half *= 0.93
+        place = translation(*-(s_centre - s_half))
+        new_source = warp(source, place @ linear, tuple(np.round(2 * s_half).astype(int)), fill_s)
+        return Case(new_target, apply(target_crop, lt), new_source, apply(place @ linear, ls)), angle, scale
+
+    corners = apply(linear, np.array([[0, 0], [sw, 0], [0, sh], [sw, sh]], float))
+    lo, hi = corners.min(0), corners.max(0)
+    pad_lo, pad_hi = rng.uniform(0.0, 0.15, 2) * [sw, sh], rng.uniform(0.0, 0.15, 2) * [sw, sh]
+    place = translation(*(pad_lo - lo))
+    size = np.ceil(hi - lo + pad_lo + pad_hi).astype(int)
+    new_source = warp(source, place @ linear, tuple(size), fill_s)
+    new_target, target_crop = target, np.eye(3)
+    if kind == "partial":
+        keep = rng.uniform(0.6, 0.8, 2)
+        if rng.random() < 0.5:   # crop the target
+            offset = rng.uniform(0, 1 - keep) * [w, h]
+            target_crop = translation(*-offset)
+            new_target = warp(target, target_crop, tuple(np.round(keep * [w, h]).astype(int)), fill_t)
+        else:                    # crop the source
+            offset = rng.uniform(0, 1 - keep) * size
+            place = translation(*-offset) @ place
+            new_source = warp(source, place @ linear, tuple(np.round(keep * size).astype(int)), fill_s)
+    else:  # pale: fade both towards white
+        new_target = (255 - (255 - target.astype(np.float32)) * rng.uniform(0.3, 0.55)).astype(np.uint8)
+        new_source = (255 - (255 - new_source.astype(np.float32)) * rng.uniform(0.3, 0.55)).astype(np.uint8)
+    return Case(new_target, apply(target_crop, lt), new_source, apply(place @ linear, ls)), angle, scale
+
+
+def stain(path: str) -> str:
+    return Path(path).stem.split("-w35-")[-1].split("-les")[0]
+
+
+def palest_stains(spec, root: Path) -> set[str]:
+    """The stains whose tissue is faintest (highest mean grey level inside their tissue mask)."""
+    paths = {stain(p[side]): root / p[side] for p in spec["pairs"] for side in ("source", "target")}
+    level = {}
+    for name, path in paths.items():
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        level[name] = float(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[tissue_mask(image)].mean())
+    return set(sorted(level, key=level.get)[-PALEST:])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out")
+    parser.add_argument("--part", choices=sorted(SEEDS), required=True)
+    parser.add_argument("--per-kind", type=int, default=None,
+                        help="cases per stain pair and kind (default: 2 for dev, 3 for final; pale: pale pairs only)")
+    args = parser.parse_args(argv)
+    per_kind = args.per_kind or {"dev": 2, "final": 3}[args.part]
+    rng = np.random.default_rng(SEEDS[args.part])
+    spec = json.loads(SPEC.read_text())
+    root = SPEC.parent
+    pale = palest_stains(spec, root)
+    out = Path(args.out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "landmarks").mkdir(exist_ok=True)
+    rows = []
+    for pair in spec["pairs"]:
+        target = cv2.imread(str(root / pair["target"]), cv2.IMREAD_COLOR)
+        source = cv2.imread(str(root / pair["source"]), cv2.IMREAD_COLOR)
+        lt, ls = read_landmarks(root / pair["target_landmarks"]), read_landmarks(root / pair["source_landmarks"])
+        pale_pair = {stain(pair["source"]), stain(pair["target"])} <= pale
+        for kind in KINDS:
+            count = per_kind * (4 if pale_pair else 0) if kind == "pale" else per_kind
+            flips = rng.permutation([i % 2 == 1 for i in range(count)])
+            for k, flip in enumerate(flips):
+                case_name = f"{pair['name']}__{kind}{k}"
+                for _ in range(20):  # a case no affine map can register (landmark fit fails) tests nothing
+                    case, angle, scale = make_case(kind, rng, target, source, lt, ls, bool(flip))
+                    if case.oracle_rtre() <= ORACLE_LIMIT:
+                        break
+                files = {side: f"{case_name}__{side}" for side in ("target", "source")}
+                for side, image, points in (("target", case.target, case.target_points),
+                                            ("source", case.source, case.source_points)):
+                    cv2.imwrite(str(out / f"images/{files[side]}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+                    write_landmarks(out / f"landmarks/{files[side]}.csv", points)
+                th, tw = case.target.shape[:2]
+                rows.append({"Target image": f"images/{files['target']}.jpg",
+                             "Source image": f"images/{files['source']}.jpg",
+                             "Target landmarks": f"landmarks/{files['target']}.csv",
+                             "Source landmarks": f"landmarks/{files['source']}.csv",
+                             "Image size [pixels]": f"({th}, {tw})",
+                             "Image diagonal [pixels]": f"{math.hypot(th, tw):.1f}",
+                             "Case": case_name, "Tissue": pair.get("tissue", ""), "Kind": kind,
+                             "Rotation [deg]": f"{angle:.1f}", "Scale": f"{scale:.3f}", "Flip": int(flip)})
+    with open(out / "pairs.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"{len(rows)} cases ({args.part}; palest stains: {', '.join(sorted(pale))}) written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
