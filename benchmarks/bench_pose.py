@@ -8,6 +8,7 @@ found when its angle is within ``--tolerance`` degrees and its mirror state is r
 also counts how often such a pose is among the candidates the network and the refinement consider.
 
 usage: python benchmarks/bench_pose.py [PAIRS.csv ...] [--tolerance 10]
+Tables from ``make_hard_cases.py`` (with a ``Kind`` column) are also reported per kind.
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def main(argv=None) -> int:
             error = angle_difference(result.rotation_deg, true_angle)
             among = any(angle_difference(c.angle_deg, true_angle) <= args.tolerance and c.flipped == true_mirror
                         for c in result.candidates)
-            rows.append({"case": pair.case, "flip": bool(getattr(meta, "Flip", 0)), "angle_error": error,
+            rows.append({"case": pair.case, "kind": getattr(meta, "Kind", "all"),
+                         "flip": bool(getattr(meta, "Flip", 0)), "angle_error": error,
                          "mirror_ok": result.flipped == true_mirror,
                          "found": error <= args.tolerance and result.flipped == true_mirror, "among": among})
         frame = pd.DataFrame(rows)
@@ -49,6 +51,11 @@ def main(argv=None) -> int:
               f"refine: {100 * frame.among.mean():.1f}%); median angle error {frame.angle_error.median():.1f}°, "
               f"max {frame.angle_error.max():.1f}°; mirrored cases: {len(flipped)}, mirror detected in "
               f"{flipped.mirror_ok.sum()}")
+        if frame.kind.nunique() > 1:  # the hard benchmark's kinds of case
+            print(frame.groupby("kind")[["found", "among"]].mean().mul(100).round(1).to_string())
+        missed = frame[~frame.among]
+        if len(missed):
+            print("true pose not among the candidates:", ", ".join(missed.case))
     return 0
 
 

@@ -96,4 +96,6 @@ def test_register_batch_cli_without_landmark_columns(table, tmp_path, capsys):
     error = np.linalg.norm(transforms.apply_to_points(np.array(saved["matrix"]), source) - target, axis=1)
     shape = io.read_image(table / "fixed.png").data.shape[:2]
     assert error.max() < 0.02 * np.hypot(*shape) and saved["fixed_shape"] == list(shape)
+    assert {"confidence", "flagged", "verdict"} <= set(saved)
+    assert {"confidence", "flagged"} <= set(pd.read_csv(out / "results.csv").columns)
     assert not (out / "broken.json").exists() and not (out / "pair1.csv").exists()

@@ -64,7 +64,8 @@ def test_register_recovers_known_affine(cases, tmp_path, capsys):
     warped = io.read_image(out / "warped.png").data
     assert warped.shape == (*SHAPE, 3) and warped.dtype == np.uint8
     line = capsys.readouterr().out.strip()
-    assert "\n" not in line and "rotation" in line and "rTRE median" in line
+    assert "\n" not in line and "rotation" in line and "rTRE median" in line and "confidence" in line
+    assert 0.0 <= saved["confidence"] <= 1.0 and saved["flagged"] is False and saved["verdict"].startswith("clear")
 
 
 def test_landmarks_of_different_lengths_fail_before_registering(cases, tmp_path, capsys):
@@ -108,6 +109,8 @@ def test_evaluate_records_a_corrupt_pair_and_scores_the_other(evaluated):
     assert results.loc["good", "error"] == "" and results.loc["good", "success"]
     assert float(results.loc["good", "rtre_max"]) < 0.01 < float(results.loc["good", "initial_rtre_median"])
     assert {"seconds_preprocess", "seconds_pose_search", "seconds_refinement"} <= set(results.columns)
+    assert {"confidence", "flagged"} <= set(results.columns)
+    assert 0.5 < float(results.loc["good", "confidence"]) <= 1.0 and results.loc["good", "flagged"] == "False"
     assert (evaluated / "times.csv").read_text().splitlines()[0] == "Case,seconds"
     assert (evaluated / "good.csv").is_file() and not (evaluated / "corrupt.csv").exists()
     assert "| success [%] (median rTRE ≤ 0.02) | 50.0 |" in (evaluated / "summary.md").read_text(encoding="utf-8")

@@ -1,0 +1,61 @@
+"""Pose robustness where the outline says nothing, and the landmark-free verdict on the result."""
+import numpy as np
+import pytest
+from skimage import data, transform
+
+from napari_histoaffine import transforms
+from napari_histoaffine.metrics import image_diagonal, landmark_stats
+from napari_histoaffine.pipeline import register
+from napari_histoaffine.verdict import assess
+
+from test_pipeline import known_pair, tissue_grid
+
+
+@pytest.fixture(scope="module")
+def disc_ihc():
+    """ihc.png cut to a centred disc: outside it plain background, so the outline is the same at every pose."""
+    image = (transform.rescale(data.immunohistochemistry(), 0.6, channel_axis=-1, anti_aliasing=True) * 255)
+    h, w = image.shape[:2]
+    rows, cols = np.mgrid[:h, :w]
+    outside = np.hypot(rows - h / 2, cols - w / 2) > 0.45 * min(h, w)
+    image[outside] = np.median(image[0, 0])
+    return image.astype(np.uint8)
+
+
+@pytest.mark.parametrize("angle,flip", [(143.0, True), (250.0, False)])
+def test_a_disc_registers_with_the_right_mirror_state_and_is_trusted(disc_ihc, angle, flip):
+    moving, truth = known_pair(disc_ihc, angle, 1.05, flip)
+    result = register(moving, disc_ihc)
+    points = tissue_grid(disc_ihc.shape, 4)
+    moved = transforms.apply_to_points(result.matrix, transforms.apply_to_points(transforms.invert(truth), points))
+    assert result.flipped is flip
+    assert landmark_stats(moved, points, image_diagonal(disc_ihc.shape)).rtre_median < 0.01
+    assert not result.verdict.flagged and result.verdict.confidence > 0.5
+    assert result.to_dict()["confidence"] == result.verdict.confidence
+
+
+def test_a_forced_wrong_pose_is_flagged_and_the_right_one_offered(disc_ihc):
+    moving, _ = known_pair(disc_ihc, 143.0, 1.05, True)
+    automatic = register(moving, disc_ihc)
+    wrong = next(i for i, p in enumerate(automatic.candidates) if p.flipped != automatic.flipped)
+    forced = register(moving, disc_ihc, candidate=wrong)
+    assert forced.flipped != automatic.flipped
+    assert forced.verdict.flagged and forced.verdict.confidence < 0.5
+    assert forced.verdict.reason.startswith("mirror ambiguous")
+    offered = forced.candidates[forced.verdict.alternative]
+    assert offered.flipped == automatic.flipped
+
+
+def test_level_poses_are_flagged_as_ambiguous():
+    """Two different poses (a pose and its mirror image) that the race left level: flagged, and why."""
+    pose, mirrored = transforms.rotation(30.0), transforms.compose(transforms.mirror_x(), transforms.rotation(200.0))
+    verdict = assess(np.stack([pose, mirrored]), [0.62, 0.61], 0, final_ncc=0.6)
+    assert verdict.flagged and "mirror" in verdict.reason and verdict.alternative == 1
+    clear = assess(np.stack([pose, mirrored]), [0.62, 0.41], 0, final_ncc=0.6)
+    assert not clear.flagged and clear.confidence > 0.99
+
+
+def test_the_same_pose_reached_twice_is_no_rival():
+    """Starts that converged to one pose (a few degrees apart) do not make the result ambiguous."""
+    verdict = assess(np.stack([transforms.rotation(30.0), transforms.rotation(33.0)]), [0.62, 0.62], 0, final_ncc=0.6)
+    assert verdict.alternative is None and not verdict.flagged
