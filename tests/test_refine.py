@@ -43,7 +43,7 @@ def test_the_start_that_refines_best_wins_the_race(pyramid):
     wrong = transforms.compose(transforms.mirror_x(pyramid.fixed.image.shape[1] / 2), TRUTH)
     refined = refine_affine(pyramid, [wrong, transforms.identity()], ((96, 8, 1),))
     assert refined.start_index == 1
-    assert refined.race_similarities[1] > refined.race_similarities[0]
+    assert refined.race.similarities[1] > refined.race.similarities[0]
 
 
 def test_pose_matrices_follow_the_transform_convention():

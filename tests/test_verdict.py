@@ -6,6 +6,7 @@ from skimage import data, transform
 from napari_histoaffine import transforms
 from napari_histoaffine.metrics import image_diagonal, landmark_stats
 from napari_histoaffine.pipeline import register
+from napari_histoaffine.refine import Race
 from napari_histoaffine.verdict import assess
 
 from test_pipeline import known_pair, tissue_grid
@@ -49,13 +50,14 @@ def test_a_forced_wrong_pose_is_flagged_and_the_right_one_offered(disc_ihc):
 def test_level_poses_are_flagged_as_ambiguous():
     """Two different poses (a pose and its mirror image) that the race left level: flagged, and why."""
     pose, mirrored = transforms.rotation(30.0), transforms.compose(transforms.mirror_x(), transforms.rotation(200.0))
-    verdict = assess(np.stack([pose, mirrored]), [0.62, 0.61], 0, final_ncc=0.6)
+    verdict = assess(Race(np.stack([pose, mirrored]), [0.62, 0.61], [0, 1]), 0, final_ncc=0.6)
     assert verdict.flagged and "mirror" in verdict.reason and verdict.alternative == 1
-    clear = assess(np.stack([pose, mirrored]), [0.62, 0.41], 0, final_ncc=0.6)
+    clear = assess(Race(np.stack([pose, mirrored]), [0.62, 0.41], [0, 1]), 0, final_ncc=0.6)
     assert not clear.flagged and clear.confidence > 0.99
 
 
 def test_the_same_pose_reached_twice_is_no_rival():
     """Starts that converged to one pose (a few degrees apart) do not make the result ambiguous."""
-    verdict = assess(np.stack([transforms.rotation(30.0), transforms.rotation(33.0)]), [0.62, 0.62], 0, final_ncc=0.6)
+    verdict = assess(Race(np.stack([transforms.rotation(30.0), transforms.rotation(33.0)]), [0.62, 0.62], [0, 1]), 0,
+                     final_ncc=0.6)
     assert verdict.alternative is None and not verdict.flagged

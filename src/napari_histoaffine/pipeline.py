@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +25,35 @@ from .errors import InputError
 from .models import resolve_model
 from .network import AffineNet
 from .preprocess import DEFAULT_WORKING_SIZE, PreparedImage, prepare_pair
-from .refine import DEFAULT_SCALES, refine_affine
+from .refine import DEFAULT_SCALES, Race, Refiner
 from .results import Pose, Progress, RegistrationResult, TissueMasks
-from .rotation import StructurePyramid, downsample_pair, search_pose, small_theta
-from .verdict import assess
+from .rotation import StructurePyramid, downsample_pair, same_pose, search_pose, small_theta
+from .verdict import assess, pose_margin, rivals
 
 STAGES = ("preprocess", "pose search", "network", "refinement")
-# After the network: the candidates race for three steps at 96 px, the winner goes on there and at
-# finer scales up to the working size, where every third pixel of every third row suffices.
-AFTER_NETWORK_SCALES = ((96, 3, 1), (96, 5, 1), (192, 4, 3), (DEFAULT_WORKING_SIZE, 4, 3))
-REPORT_SIZE = DEFAULT_SCALES[-1][0]  # scale of the reported NCC: the finest one every refinement visits
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Refinement scales ``(long side in px, most Gauss–Newton steps, pixel stride)``, in two rounds.
+
+    Every pose candidate races through ``race``; the leader, with its close rivals when the race was
+    close, goes on through ``final``, where finer structure decides between them and the verdict
+    measures the margin. The final's winner is the result.
+    """
+
+    race: tuple
+    final: tuple
+
+
+SCHEDULE = Schedule(DEFAULT_SCALES[:1], DEFAULT_SCALES[1:])
+# After the network: a short race at 96 px, the final there and at 192 px, where every third pixel
+# of every third row suffices (a finish at the 288-px working size gained nothing measurable)
+AFTER_NETWORK_SCHEDULE = Schedule(((96, 3, 1),), ((96, 5, 1), (192, 4, 3)))
+REPORT_SIZE = DEFAULT_SCALES[-1][0]
+# a race whose leader leads every different pose by less than this is close: the pose search takes a
+# second, thorough look, and the close rivals go on into the final with the leader
+CLOSE_RACE = 0.1  # scale of the reported NCC: the finest one every refinement visits
 
 
 def _network_start(model: AffineNet, moving: PreparedImage, fixed: PreparedImage, pose: Pose, passes: int) -> np.ndarray:
@@ -100,28 +120,46 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
     yield finished("preprocess")
     pyramid = StructurePyramid(prepared_moving, prepared_fixed)
     poses = search_pose(pyramid, search_mirror=search_mirror, top_k=top_k)
+
+    def second_look() -> list[Pose]:  # the thorough search's poses that the first one did not find
+        found = search_pose(pyramid, search_mirror=search_mirror, top_k=top_k, thorough=True)
+        return [p for p in found if not any(same_pose(p, q) for q in poses)]
+
+    if candidate is not None:  # the list a forced index refers to is always the full one
+        poses = poses + second_look()
     yield finished("pose search")
     if candidate is not None and not 0 <= candidate < len(poses):
         raise InputError(f"pose candidate {candidate} does not exist: the search found {len(poses)}")
     starts = [p.matrix for p in poses]
-    scales = DEFAULT_SCALES if network is None else AFTER_NETWORK_SCALES
+    schedule = SCHEDULE if network is None else AFTER_NETWORK_SCHEDULE
     chosen = candidate or 0
     if network is not None:  # the best-fitting (or the forced) pose is corrected by the network
         if candidate is None and len(starts) > 1:
-            chosen = int(np.argmax(pyramid.similarity(starts, scales[0][0])))
+            chosen = int(np.argmax(pyramid.similarity(starts, schedule.race[0][0])))
         passes = 1 if refine else network.config.passes
         starts[chosen] = _network_start(network, prepared_moving, prepared_fixed, poses[chosen], passes)
         yield finished("network")
-    if refine:  # every start refined side by side at the coarsest scale; the best (or the forced) one goes on
-        refined = refine_affine(pyramid, starts, scales, winner=candidate)
-        matrix, chosen = refined.matrix, refined.start_index
-        race_matrices, race_similarities = refined.race_matrices, refined.race_similarities
+    if refine:
+        refiner = Refiner(pyramid)
+        race = refiner.race(starts, schedule.race, range(len(starts)))
+        close = pose_margin(race, race.best) < CLOSE_RACE
+        if candidate is None and close:
+            extra = second_look()
+            if extra:
+                race = race + refiner.race([p.matrix for p in extra], schedule.race, range(len(poses), len(poses) + len(extra)))
+                poses = poses + extra
+        leader = race.best if candidate is None else race.position(candidate)
+        finalists = [leader] + (rivals(race, leader, within=CLOSE_RACE) if close or candidate is not None else [])
+        race = refiner.race(race.matrices[finalists], schedule.final, [race.indices[i] for i in finalists])
+        winner = race.best if candidate is None else 0
+        chosen = race.indices[winner]
+        matrix = race.matrices[winner]
         yield finished("refinement")
     else:  # no race: the starts as they are are the yardstick
-        matrix, race_matrices = starts[chosen], np.stack(starts)
-        race_similarities = pyramid.similarity(starts, scales[0][0])
+        matrix, winner = starts[chosen], chosen
+        race = Race(np.stack(starts), pyramid.similarity(starts, schedule.race[0][0]), list(range(len(starts))))
     before, after = pyramid.similarity([transforms.identity(), matrix], REPORT_SIZE)
-    verdict = assess(race_matrices, race_similarities, chosen, after)
+    verdict = assess(race, winner, after)
     moving_to_full = transforms.resample_matrix(np.shape(moving), moving_full_shape or np.shape(moving))
     fixed_to_full = transforms.resample_matrix(np.shape(fixed), fixed_full_shape or np.shape(fixed))
     moving_working_to_full = transforms.compose(prepared_moving.to_input, moving_to_full)

@@ -24,17 +24,36 @@ CONVERGED_PX = 0.1
 
 
 @dataclass(frozen=True)
-class Refined:
-    """Refinement outcome: the working-resolution moving → fixed matrix and the race that chose its start.
+class Race:
+    """Starts (working moving → fixed matrices) refined side by side, and their similarities at the last scale.
 
-    ``race_matrices`` and ``race_similarities`` are every start after the race (coarsest scale),
-    in the order of the starts; ``start_index`` is the one that went on.
+    ``indices`` says which pose candidate each start came from.
     """
+
+    matrices: np.ndarray
+    similarities: list[float]
+    indices: list[int]
+
+    def __add__(self, other: "Race") -> "Race":
+        return Race(np.concatenate([self.matrices, other.matrices]), self.similarities + other.similarities,
+                    self.indices + other.indices)
+
+    @property
+    def best(self) -> int:
+        return int(np.argmax(self.similarities))
+
+    def position(self, index: int) -> int:
+        """Row of the start that came from pose candidate ``index``."""
+        return self.indices.index(index)
+
+
+@dataclass(frozen=True)
+class Refined:
+    """Refinement outcome: the working-resolution moving → fixed matrix and the race that chose its start."""
 
     matrix: np.ndarray
     start_index: int
-    race_similarities: list[float]
-    race_matrices: np.ndarray
+    race: Race
 
 
 def _gradients(images: torch.Tensor) -> torch.Tensor:
@@ -110,30 +129,46 @@ def _optimise(ecc: _Ecc, theta: torch.Tensor, steps: int) -> torch.Tensor:
     return theta
 
 
-def refine_affine(pyramid: StructurePyramid, starts: list[np.ndarray], scales=DEFAULT_SCALES,
-                  winner: int | None = None) -> Refined:
+class Refiner:
+    """ECC refinement on one pair's feature pyramid; each (scale, stride) is prepared once, whatever asks for it."""
+
+    def __init__(self, pyramid: StructurePyramid):
+        self.pyramid = pyramid
+        self._eccs: dict[tuple[int, int], _Ecc] = {}
+
+    def _ecc(self, size: int, stride: int) -> _Ecc:
+        if (size, stride) not in self._eccs:
+            with torch.inference_mode():
+                self._eccs[size, stride] = _Ecc(self.pyramid.level(size), stride)
+        return self._eccs[size, stride]
+
+    def race(self, starts, scales, indices: list[int]) -> Race:
+        """Every start refined side by side at each ``(long side, most steps, stride)`` of ``scales``.
+
+        Their similarities are taken at the last scale; ``indices`` name the candidates they came from.
+        """
+        matrices = np.asarray(starts)
+        for size, steps, stride in scales:
+            level = self.pyramid.level(size)
+            thetas = _optimise(self._ecc(size, stride), level.thetas(matrices), steps)
+            matrices = np.stack([level.matrix(theta) for theta in thetas.numpy()])
+        with torch.inference_mode():
+            scores = torch.nan_to_num(level.similarity(thetas), nan=-1.0)
+        return Race(matrices, [float(s) for s in scores], list(indices))
+
+    def refine(self, matrix: np.ndarray, scales) -> np.ndarray:
+        """One start refined at each ``(long side, most steps, stride)`` of ``scales``, coarse to fine."""
+        for size, steps, stride in scales:
+            level = self.pyramid.level(size)
+            matrix = level.matrix(_optimise(self._ecc(size, stride), level.thetas([matrix]), steps)[0].numpy())
+        return matrix
+
+
+def refine_affine(pyramid: StructurePyramid, starts: list[np.ndarray], scales=DEFAULT_SCALES) -> Refined:
     """Refine each start (working moving → fixed matrix) at the coarsest scale, the best one further.
 
     ``scales`` lists ``(long side in px, most Gauss–Newton steps, pixel stride)`` from coarse to fine.
-    ``winner`` makes that start go on whatever the race says (the others still race, as a yardstick).
     """
-    eccs: dict[tuple[int, int], _Ecc] = {}
-
-    def ecc(size: int, stride: int) -> _Ecc:  # a scale listed twice (a race, then the winner) is prepared once
-        if (size, stride) not in eccs:
-            with torch.inference_mode():
-                eccs[size, stride] = _Ecc(pyramid.level(size), stride)
-        return eccs[size, stride]
-
-    (size, steps, stride), *finer = scales
-    level = pyramid.level(size)
-    thetas = _optimise(ecc(size, stride), level.thetas(starts), steps)
-    with torch.inference_mode():
-        scores = torch.nan_to_num(level.similarity(thetas), nan=-1.0)
-    best = int(torch.argmax(scores)) if winner is None else winner
-    race_matrices = np.stack([level.matrix(theta) for theta in thetas.numpy()])
-    matrix = race_matrices[best]
-    for size, steps, stride in finer:
-        level = pyramid.level(size)
-        matrix = level.matrix(_optimise(ecc(size, stride), level.thetas([matrix]), steps)[0].numpy())
-    return Refined(matrix, best, [float(s) for s in scores], race_matrices)
+    refiner = Refiner(pyramid)
+    race = refiner.race(starts, scales[:1], list(range(len(starts))))
+    return Refined(refiner.refine(race.matrices[race.best], scales[1:]), race.best, race)

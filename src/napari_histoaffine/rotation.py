@@ -22,6 +22,7 @@ from .similarity import gradient_magnitude, ncc, smooth
 SEARCH_SIZE = 48
 CHECK_SIZE = 96
 CHECK_SCALES = (0.9, 1.0, 1 / 0.9)  # around each peak's scale: neither scale guess is exact
+THOROUGH_PEAKS = 8
 
 
 def _to_tensor(array: np.ndarray) -> torch.Tensor:
@@ -173,7 +174,7 @@ class _Scorer:
         return torch.cat(scores).numpy(), torch.cat(shifts).numpy() / self.factor
 
 
-def _same_pose(a: Pose, b: Pose, min_separation_deg: float) -> bool:
+def same_pose(a: Pose, b: Pose, min_separation_deg: float = 18.0) -> bool:
     """Same mirror state, angles closer than ``min_separation_deg`` and scales within 15 %."""
     return (a.flipped == b.flipped and transforms.angle_difference(a.angle_deg, b.angle_deg) < min_separation_deg
             and abs(np.log(a.scale / b.scale)) < np.log(1.15))
@@ -182,7 +183,7 @@ def _same_pose(a: Pose, b: Pose, min_separation_deg: float) -> bool:
 def _distinct(poses: list[Pose], k: int, min_separation_deg: float) -> list[Pose]:
     kept: list[Pose] = []
     for pose in sorted(poses, key=lambda p: -p.score):
-        if not any(_same_pose(p, pose, min_separation_deg) for p in kept):
+        if not any(same_pose(p, pose, min_separation_deg) for p in kept):
             kept.append(pose)
         if len(kept) == k:
             break
@@ -190,23 +191,25 @@ def _distinct(poses: list[Pose], k: int, min_separation_deg: float) -> list[Pose
 
 
 @torch.inference_mode()
-def search_pose(pyramid: StructurePyramid, *, search_mirror: bool = True, coarse_step: float = 6.0,
-                fine_step: float = 2.0, top_k: int = 4, peaks: int = 8, search_size: int = SEARCH_SIZE,
-                check_size: int = CHECK_SIZE) -> list[Pose]:
+def search_pose(pyramid: StructurePyramid, *, search_mirror: bool = True, thorough: bool = False, top_k: int = 4,
+                coarse_step: float = 6.0, fine_step: float = 2.0) -> list[Pose]:
     """Best rigid-plus-scale starting poses, best first, as working-resolution moving → fixed matrices.
 
-    Two scales are tried: the square root of the tissue area ratio (right when both sections are
-    whole) and 1 (same pixel size; right when a crop cuts the tissue, so the areas say nothing).
-    The translation starts at the tissue centres of mass and the FFT finds the best shift. Angle,
-    mirror and scale come from an exhaustive coarse search at ``search_size`` pixels; the ``peaks``
-    best distinct coarse poses (half of each mirror state) are searched again at finer angles on the
-    finer ``fine_size`` level, where interior structure, not the outline, decides, and the ``top_k``
-    best distinct ones are kept, the best of the other mirror state among them.
+    The scale is the square root of the tissue area ratio, the translation starts at the tissue
+    centres of mass and an FFT finds the best shift of every candidate; angle and mirror come from
+    an exhaustive coarse search at ``SEARCH_SIZE`` pixels refined around the ``top_k`` distinct
+    coarse peaks. The best pose of the other mirror state is always among those returned.
+
+    ``thorough`` is the second look the pipeline takes when the first poses end close: the same
+    pixel size is tried as a second scale (a crop that cuts the tissue makes the areas say
+    nothing), ``THOROUGH_PEAKS`` peaks (half of each mirror state) are refined and then checked at
+    ``CHECK_SIZE`` pixels at ±10 % scale, where interior structure, not the outline, decides.
     """
     moving, fixed = pyramid.moving, pyramid.fixed
     area_scale = float(np.sqrt(max(fixed.mask.sum(), 1) / max(moving.mask.sum(), 1)))
-    scales = [area_scale] + ([1.0] if abs(np.log(area_scale)) > np.log(1.15) else [])
+    scales = [area_scale] + ([1.0] if thorough and abs(np.log(area_scale)) > np.log(1.15) else [])
     m_centre, f_centre = centre_of_mass(moving.mask), centre_of_mass(fixed.mask)
+    search = _Scorer(pyramid.level(SEARCH_SIZE))
 
     def evaluate(scorer: _Scorer, candidates) -> list[Pose]:
         angles, flipped, scale = np.array(candidates, float).T
@@ -217,16 +220,18 @@ def search_pose(pyramid: StructurePyramid, *, search_mirror: bool = True, coarse
                 for a, fl, s, m, sc in zip(angles, flipped, scores, matrices, scale)]
 
     flips = (False, True) if search_mirror else (False,)
-    coarse = evaluate(_Scorer(pyramid.level(search_size)),
-                      [(a, fl, s) for s in scales for fl in flips for a in np.arange(0.0, 360.0, coarse_step)])
-    per_mirror = [_distinct([p for p in coarse if p.flipped == fl], peaks // len(flips), 3 * coarse_step) for fl in flips]
-    fine = evaluate(_Scorer(pyramid.level(search_size)),
-                    [(p.angle_deg + d, p.flipped, p.scale) for p in sum(per_mirror, [])
-                     for d in np.arange(-coarse_step, coarse_step + fine_step / 2, fine_step)])
-    fine = evaluate(_Scorer(pyramid.level(check_size)),
-                    [(p.angle_deg, p.flipped, p.scale * f) for p in _distinct(fine, peaks, 3 * coarse_step)
-                     for f in CHECK_SCALES])
-    kept = _distinct(fine, top_k, 3 * coarse_step)
-    if search_mirror and len({p.flipped for p in kept}) == 1:  # the other mirror state always gets its say
-        kept[-1] = max((p for p in fine if p.flipped != kept[0].flipped), key=lambda p: p.score)
+    separation = 3 * coarse_step
+    coarse = evaluate(search, [(a, fl, s) for s in scales for fl in flips for a in np.arange(0.0, 360.0, coarse_step)])
+    peaks = (sum((_distinct([p for p in coarse if p.flipped == fl], THOROUGH_PEAKS // len(flips), separation)
+                  for fl in flips), []) if thorough else _distinct(coarse, top_k, separation))
+    fine = evaluate(search, [(p.angle_deg + d, p.flipped, p.scale) for p in peaks
+                             for d in np.arange(-coarse_step, coarse_step + fine_step / 2, fine_step)])
+    if thorough:
+        fine = evaluate(_Scorer(pyramid.level(CHECK_SIZE)), [(p.angle_deg, p.flipped, p.scale * f)
+                                                             for p in _distinct(fine, THOROUGH_PEAKS, separation)
+                                                             for f in CHECK_SCALES])
+    kept = _distinct(fine, top_k, separation)
+    others = [p for p in fine if p.flipped != kept[0].flipped] or [p for p in coarse if p.flipped != kept[0].flipped]
+    if search_mirror and others and all(p.flipped == kept[0].flipped for p in kept):
+        kept[-1] = others[int(np.argmax([p.score for p in others]))]  # the other mirror state always gets its say
     return kept

@@ -28,6 +28,7 @@ def ncc(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor | None = None, ep
     return cov / torch.sqrt(var_a * var_b + eps)
 
 
+@functools.lru_cache(maxsize=32)
 def _gaussian_weights(sigma: float) -> list[float]:
     radius = max(1, int(3 * sigma))
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)

@@ -165,9 +165,9 @@ def warp_tensor(images: torch.Tensor, theta: torch.Tensor, output_hw, stride: in
     """Batched bilinear warp of ``(N, C, H, W)`` images by ``(N, 2, 3)`` thetas onto ``output_hw``; zeros outside.
 
     Equal to ``grid_sample(images, affine_grid(theta, ...))`` with ``align_corners=False``, but the
-    sampling grid is built from a cached base grid by elementwise products, which is several times
-    faster than ``affine_grid`` on the CPU and differentiable in ``theta`` alike. ``stride`` samples
-    only every stride-th row and column of the output grid.
+    sampling grid is one batched matrix product of a cached homogeneous base grid with the thetas,
+    several times faster than ``affine_grid`` (or elementwise products) on the CPU and differentiable
+    in ``theta`` alike. ``stride`` samples only every stride-th row and column of the output grid.
     """
     h, w = int(output_hw[0]), int(output_hw[1])
     base = _BASE_GRIDS.get((h, w, stride))
@@ -176,10 +176,9 @@ def warp_tensor(images: torch.Tensor, theta: torch.Tensor, output_hw, stride: in
             ys = (2.0 * torch.arange(0, h, stride, dtype=torch.float32) + 1.0) / h - 1.0
             xs = (2.0 * torch.arange(0, w, stride, dtype=torch.float32) + 1.0) / w - 1.0
             gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-            base = _BASE_GRIDS.setdefault((h, w, stride), (gx[None, :, :, None], gy[None, :, :, None]))
-    gx, gy = base
-    t = theta.to(images.dtype)[:, None, None]
-    grid = gx.to(images.dtype) * t[..., 0] + gy.to(images.dtype) * t[..., 1] + t[..., 2]
+            base = _BASE_GRIDS.setdefault((h, w, stride), torch.stack([gx, gy, torch.ones_like(gx)], -1)[None])
+    grid = torch.matmul(base.to(images.dtype).flatten(1, 2), theta.to(images.dtype).transpose(1, 2))
+    grid = grid.view(theta.shape[0], base.shape[1], base.shape[2], 2)
     if images.shape[0] == 1 and theta.shape[0] > 1:
         images = images.expand(theta.shape[0], -1, -1, -1)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import transforms
+from .refine import Race
 from .results import Verdict
 
 # logistic confidences: 0.5 at the midpoint; flagged below 0.5
@@ -28,27 +29,50 @@ def _logistic(value: float, midpoint: float, width: float) -> float:
     return float(1.0 / (1.0 + np.exp(-np.clip((value - midpoint) / width, -60.0, 60.0))))
 
 
-def assess(race_matrices: np.ndarray, race_similarities: list[float], winner: int, final_ncc: float) -> Verdict:
-    """Verdict on the start ``winner`` of a refinement race (working moving → fixed matrices and their similarities).
+def _different_poses(race: Race, winner: int) -> tuple[list[tuple[float, bool]], list[int]]:
+    """Rotation and mirror state of every raced start, and the starts that are a different pose from the winner's.
 
-    ``final_ncc`` is the structure NCC of the finished registration. Two refined starts are
-    different poses when their mirror states differ or their rotations differ by more than
-    ``SAME_POSE_DEG``; scale and shift do not count (the race's few steps leave those unfinished).
+    Two refined starts are different poses when their mirror states differ or their rotations differ
+    by more than ``SAME_POSE_DEG``; scale and shift do not count (the race's few steps leave those
+    unfinished).
     """
-    rotations = [transforms.rotation_and_mirror(m) for m in race_matrices]
-    mirrored = [m for _, m in rotations]
-    different = [i for i in range(len(race_matrices)) if i != winner and (
-        mirrored[i] != mirrored[winner]
-        or transforms.angle_difference(rotations[i][0], rotations[winner][0]) > SAME_POSE_DEG)]
-    best = race_similarities[winner]
-    rival = max(different, key=lambda i: race_similarities[i], default=None)
-    margin = best - race_similarities[rival] if rival is not None else best
+    poses = [transforms.rotation_and_mirror(m) for m in race.matrices]
+    angle, mirrored = poses[winner]
+    different = [i for i, (a, m) in enumerate(poses)
+                 if i != winner and (m != mirrored or transforms.angle_difference(a, angle) > SAME_POSE_DEG)]
+    return poses, different
+
+
+def rivals(race: Race, winner: int, within: float, most: int = 3) -> list[int]:
+    """Different poses worth a closer look: the best of the other mirror state, and up to ``most`` in all
+    whose similarity is within ``within`` of the winner's (at least the best different one)."""
+    poses, different = _different_poses(race, winner)
+    ranked = sorted(different, key=lambda i: -race.similarities[i])
+    close = [i for i in ranked if race.similarities[i] >= race.similarities[winner] - within] or ranked[:1]
+    mirrored = [i for i in ranked if poses[i][1] != poses[winner][1]][:1]
+    return list(dict.fromkeys(mirrored + close))[:most]
+
+
+def pose_margin(race: Race, winner: int) -> float:
+    """How far the winner's similarity leads the best different pose's (its own similarity when no other pose raced)."""
+    _, different = _different_poses(race, winner)
+    rival = max((race.similarities[i] for i in different), default=0.0)
+    return race.similarities[winner] - rival
+
+
+def assess(race: Race, winner: int, final_ncc: float) -> Verdict:
+    """Verdict on the start ``winner`` of a refinement race; ``final_ncc`` is the finished registration's structure NCC."""
+    poses, different = _different_poses(race, winner)
+    similarities = race.similarities
+    rival = max(different, key=lambda i: similarities[i], default=None)
+    margin = pose_margin(race, winner)
     pose_confidence = _logistic(margin, MARGIN_MIDPOINT, MARGIN_WIDTH)
     fit_confidence = _logistic(final_ncc, NCC_MIDPOINT, NCC_WIDTH)
     confidence = min(pose_confidence, fit_confidence)
     flagged = confidence < FLAG_BELOW
-    other_mirror = [i for i in different if mirrored[i] != mirrored[winner]]
-    alternative = max(other_mirror or different, key=lambda i: race_similarities[i], default=None)
+    mirrored = poses[winner][1]
+    other_mirror = [i for i in different if poses[i][1] != mirrored]
+    alternative = max(other_mirror or different, key=lambda i: similarities[i], default=None)
     if not flagged:
         reason = ("clear: every other pose tried fits worse" if rival is None else
                   f"clear: the best different pose fits worse by {margin:.2f} NCC")
@@ -58,7 +82,8 @@ def assess(race_matrices: np.ndarray, race_similarities: list[float], winner: in
         reason = "weak: too little structure to tell poses apart"
     else:
         how = "better" if margin < 0 else "almost as well"
-        turn = transforms.angle_difference(rotations[rival][0], rotations[winner][0])
-        reason = (f"mirror ambiguous: the mirrored pose fits {how}" if mirrored[rival] != mirrored[winner]
+        turn = transforms.angle_difference(poses[rival][0], poses[winner][0])
+        reason = (f"mirror ambiguous: the mirrored pose fits {how}" if poses[rival][1] != mirrored
                   else f"rotation ambiguous: a pose turned by {turn:.0f}° fits {how}")
-    return Verdict(confidence, flagged, reason, alternative, float(margin))
+    return Verdict(confidence, flagged, reason, None if alternative is None else race.indices[alternative],
+                   float(margin))
