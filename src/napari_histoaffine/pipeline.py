@@ -150,10 +150,13 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
                 poses = poses + extra
         leader = race.best if candidate is None else race.position(candidate)
         finalists = [leader] + (rivals(race, leader, within=CLOSE_RACE) if close or candidate is not None else [])
-        race = refiner.race(race.matrices[finalists], schedule.final, [race.indices[i] for i in finalists])
-        winner = race.best if candidate is None else 0
-        chosen = race.indices[winner]
-        matrix = race.matrices[winner]
+        final = refiner.race(race.matrices[finalists], schedule.final, [race.indices[i] for i in finalists])
+        winner = final.best if candidate is None else 0
+        chosen, matrix = final.indices[winner], final.matrices[winner]
+        if len(finalists) > 1:  # the final decided and measures the margin; a clear race's lead speaks for itself
+            race = final
+        else:
+            winner = leader
         yield finished("refinement")
     else:  # no race: the starts as they are are the yardstick
         matrix, winner = starts[chosen], chosen
