@@ -1,4 +1,5 @@
-"""Register the sample pair in napari and save docs/screenshot_register.png (run under ``xvfb-run -a``)."""
+"""Register the sample pair in napari and save docs/screenshot_register.png, then force the other
+mirror state and save docs/screenshot_flagged.png (the verdict flags it). Run under ``xvfb-run -a``."""
 import tempfile
 from pathlib import Path
 
@@ -6,7 +7,15 @@ import napari
 from napari.settings import get_settings
 from qtpy.QtWidgets import QApplication
 
-OUT = Path(__file__).resolve().parents[1] / "docs" / "screenshot_register.png"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+OUT, FLAGGED = DOCS / "screenshot_register.png", DOCS / "screenshot_flagged.png"
+
+
+def settle(widget) -> None:
+    while widget.worker is not None:
+        QApplication.processEvents()
+    for _ in range(5):  # let the dock's layout settle
+        QApplication.processEvents()
 
 
 def main() -> None:
@@ -16,15 +25,18 @@ def main() -> None:
     viewer.window.resize(1500, 950)
     _, widget = viewer.window.add_plugin_dock_widget("napari-histoaffine", "Register sections (with sample pair)")
     widget.register_button.click()
-    while widget.worker is not None:
-        QApplication.processEvents()
+    settle(widget)
     viewer.layers["moving landmarks"].visible = False  # still in the moving section's own space
     viewer.reset_view()
-    for _ in range(5):  # let the dock's layout settle
-        QApplication.processEvents()
-    OUT.parent.mkdir(exist_ok=True)
+    settle(widget)
+    DOCS.mkdir(exist_ok=True)
     viewer.screenshot(str(OUT), canvas_only=False)
     print(f"saved {OUT}: {widget.table.summary.text()}")
+    result = widget.result
+    widget.try_candidate(next(i for i, p in enumerate(result.candidates) if p.flipped != result.flipped))
+    settle(widget)
+    viewer.screenshot(str(FLAGGED), canvas_only=False)
+    print(f"saved {FLAGGED}: {widget.result.verdict.reason}")
     viewer.close()
 
 
