@@ -61,3 +61,24 @@ def test_the_same_pose_reached_twice_is_no_rival():
     verdict = assess(Race(np.stack([transforms.rotation(30.0), transforms.rotation(33.0)]), [0.62, 0.62], [0, 1]), 0,
                      final_ncc=0.6)
     assert verdict.alternative is None and not verdict.flagged
+
+
+def _one_bright_pixel():
+    image = np.zeros((400, 400), np.uint8)
+    image[200, 200] = 255
+    return image
+
+
+@pytest.mark.parametrize("make_moving", [
+    lambda ihc: np.full((300, 300), 255, np.uint8),                       # blank white
+    lambda ihc: ihc[:20, :20],                                             # a tiny crop
+    lambda ihc: np.random.default_rng(0).integers(0, 256, (32, 32), np.uint8),  # noise only
+    lambda ihc: _one_bright_pixel(),                                       # black, one bright pixel
+    lambda ihc: np.full((100, 100), np.nan, np.float32),                   # all NaN
+    lambda ihc: np.tile(ihc[:20], (1, 6, 1))[:, :2000],                    # a 20-px strip
+], ids=["white", "tiny", "noise", "one-pixel", "nan", "strip"])
+def test_an_image_without_usable_structure_gives_a_flagged_result(disc_ihc, make_moving):
+    """No singular Gauss–Newton system may escape as a crash: such a pair is registered and flagged."""
+    result = register(make_moving(disc_ihc), disc_ihc)
+    assert np.isfinite(result.matrix).all()
+    assert result.verdict.flagged and result.verdict.confidence < 0.5

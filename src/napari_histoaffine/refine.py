@@ -104,7 +104,11 @@ class _Ecc:
         hessian = hessian - jacobian_sum.unsqueeze(2) * jacobian_sum.unsqueeze(1) / warped[0].numel()  # centred
         hessian = hessian + 1e-6 * hessian.diagonal(dim1=1, dim2=2).sum(-1).view(b, 1, 1) * torch.eye(6)
         projected = torch.stack([jacobian_warped, jacobian_fixed], dim=2)                  # (B, 6, 2)
-        solved = torch.linalg.solve(hessian, projected)
+        # too little structure (a blank image, a few pixels of overlap) leaves the system singular:
+        # those starts take no step rather than a wild one
+        solved, info = torch.linalg.solve_ex(hessian, projected)
+        solvable = (info == 0) & torch.isfinite(solved).flatten(1).all(1)
+        solved = torch.where(solvable.view(b, 1, 1), solved, torch.zeros_like(solved))
         warped_in_span = (projected[..., 0] * solved[..., 0]).sum(-1)
         fixed_in_span = (projected[..., 1] * solved[..., 1]).sum(-1).clamp_min(1e-12)
         cross_in_span = (projected[..., 1] * solved[..., 0]).sum(-1)
@@ -114,7 +118,7 @@ class _Ecc:
         # larger of its two safe choices (Evangelidis & Psarakis 2008, eqs. 27–28)
         regular = ((warped * warped).sum((1, 2)) - warped_in_span) / denominator
         fallback = torch.maximum(torch.sqrt(warped_in_span / fixed_in_span), (cross_in_span - cross) / fixed_in_span)
-        gain = torch.where(denominator > 0, regular, fallback)
+        gain = torch.nan_to_num(torch.where(denominator > 0, regular, fallback), nan=0.0, posinf=0.0, neginf=0.0)
         return theta + (gain.unsqueeze(-1) * solved[..., 1] - solved[..., 0]).view(b, 2, 3)
 
 
