@@ -15,7 +15,7 @@ pair; the landmarks of both sides are carried along (shifted by crops, warped wi
 development part (tune and calibrate on it) and the final part (look at it only for the numbers you
 report).
 
-usage: python benchmarks/make_hard_cases.py OUT_DIR --part dev|final [--per-kind N]
+usage: python benchmarks/make_hard_cases.py OUT_DIR --part dev|final [--per-kind N] [--seed S]
 Needs opencv-python-headless (the ``bench`` extra). Output: OUT_DIR/pairs.csv (ANHIR/BIRL layout,
 plus ``Kind``), OUT_DIR/images/, OUT_DIR/landmarks/.
 """
@@ -242,11 +242,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out")
     parser.add_argument("--part", choices=sorted(SEEDS), required=True)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="another seed for more development cases (default: the part's own seed)")
     parser.add_argument("--per-kind", type=int, default=None,
                         help="cases per stain pair and kind (default: 2 for dev, 3 for final; pale: pale pairs only)")
     args = parser.parse_args(argv)
     per_kind = args.per_kind or {"dev": 2, "final": 3}[args.part]
-    rng = np.random.default_rng(SEEDS[args.part])
+    rng = np.random.default_rng(SEEDS[args.part] if args.seed is None else args.seed)
     spec = json.loads(SPEC.read_text())
     root = SPEC.parent
     pale = palest_stains(spec, root)

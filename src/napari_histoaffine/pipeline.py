@@ -27,7 +27,7 @@ from .network import AffineNet
 from .preprocess import DEFAULT_WORKING_SIZE, PreparedImage, prepare_pair
 from .refine import DEFAULT_SCALES, Race, Refiner
 from .results import Pose, Progress, RegistrationResult, TissueMasks
-from .rotation import StructurePyramid, downsample_pair, same_pose, search_pose, small_theta
+from .rotation import PoseSearch, StructurePyramid, downsample_pair, same_pose, small_theta
 from .verdict import assess, pose_margin, rivals
 
 STAGES = ("preprocess", "pose search", "network", "refinement")
@@ -52,8 +52,10 @@ SCHEDULE = Schedule(DEFAULT_SCALES[:1], DEFAULT_SCALES[1:])
 AFTER_NETWORK_SCHEDULE = Schedule(((96, 3, 1),), ((96, 5, 1), (192, 4, 3)))
 REPORT_SIZE = DEFAULT_SCALES[-1][0]
 # a race whose leader leads every different pose by less than this is close: the pose search takes a
-# second, thorough look, and the close rivals go on into the final with the leader
-CLOSE_RACE = 0.1  # scale of the reported NCC: the finest one every refinement visits
+# second, thorough look (as it does when the sections' areas differ, so the scale guess is in doubt),
+# and the close rivals go on into the final with the leader
+CLOSE_RACE = 0.1
+DOUBTFUL_SCALE_LEAD = 0.2  # scale of the reported NCC: the finest one every refinement visits
 
 
 def _network_start(model: AffineNet, moving: PreparedImage, fixed: PreparedImage, pose: Pose, passes: int) -> np.ndarray:
@@ -119,11 +121,11 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
     prepared_moving, prepared_fixed = prepare_pair(moving, fixed, working_size)
     yield finished("preprocess")
     pyramid = StructurePyramid(prepared_moving, prepared_fixed)
-    poses = search_pose(pyramid, search_mirror=search_mirror, top_k=top_k)
+    search = PoseSearch(pyramid, search_mirror=search_mirror)
+    poses = search.first(top_k)
 
     def second_look() -> list[Pose]:  # the thorough search's poses that the first one did not find
-        found = search_pose(pyramid, search_mirror=search_mirror, top_k=top_k, thorough=True)
-        return [p for p in found if not any(same_pose(p, q) for q in poses)]
+        return [p for p in search.second_look(top_k) if not any(same_pose(p, q) for q in poses)]
 
     if candidate is not None:  # the list a forced index refers to is always the full one
         poses = poses + second_look()
@@ -142,8 +144,9 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
     if refine:
         refiner = Refiner(pyramid)
         race = refiner.race(starts, schedule.race, range(len(starts)))
-        close = pose_margin(race, race.best) < CLOSE_RACE
-        if candidate is None and close:
+        lead = pose_margin(race, race.best)
+        close = lead < CLOSE_RACE
+        if candidate is None and (close or (search.sizes_differ and lead < DOUBTFUL_SCALE_LEAD)):
             extra = second_look()
             if extra:
                 race = race + refiner.race([p.matrix for p in extra], schedule.race, range(len(poses), len(poses) + len(extra)))

@@ -190,48 +190,81 @@ def _distinct(poses: list[Pose], k: int, min_separation_deg: float) -> list[Pose
     return kept
 
 
-@torch.inference_mode()
-def search_pose(pyramid: StructurePyramid, *, search_mirror: bool = True, thorough: bool = False, top_k: int = 4,
-                coarse_step: float = 6.0, fine_step: float = 2.0) -> list[Pose]:
-    """Best rigid-plus-scale starting poses, best first, as working-resolution moving → fixed matrices.
+class PoseSearch:
+    """Rigid-plus-scale starting poses of one pair: a fast first search, and a thorough second look.
 
-    The scale is the square root of the tissue area ratio, the translation starts at the tissue
-    centres of mass and an FFT finds the best shift of every candidate; angle and mirror come from
-    an exhaustive coarse search at ``SEARCH_SIZE`` pixels refined around the ``top_k`` distinct
-    coarse peaks. The best pose of the other mirror state is always among those returned.
-
-    ``thorough`` is the second look the pipeline takes when the first poses end close: the same
-    pixel size is tried as a second scale (a crop that cuts the tissue makes the areas say
-    nothing), ``THOROUGH_PEAKS`` peaks (half of each mirror state) are refined and then checked at
-    ``CHECK_SIZE`` pixels at ±10 % scale, where interior structure, not the outline, decides.
+    Every candidate pose is warped in batched ``grid_sample`` calls and gets its best translation
+    from an FFT (starting at the tissue centres of mass), so its score is that of the best-placed
+    pose. The first search tries one scale, the square root of the tissue-area ratio, at every
+    ``coarse_step`` angle with and without a mirror flip at ``SEARCH_SIZE`` px, and refines the
+    ``top_k`` distinct peaks at ``fine_step``. The second look, which the pipeline takes when the
+    first poses end close or the area ratio says the sections differ in size, adds the same pixel
+    size as a second scale (a crop that cuts the tissue makes the areas say nothing), refines
+    ``THOROUGH_PEAKS`` peaks (half of each mirror state) and checks them at ``CHECK_SIZE`` px at
+    ±10 % scale, where interior structure, not the outline, decides. Scores computed once are
+    kept, so the second look costs only what it adds. Poses come best first, as working-resolution
+    moving → fixed matrices, and the best of the other mirror state is always among them.
     """
-    moving, fixed = pyramid.moving, pyramid.fixed
-    area_scale = float(np.sqrt(max(fixed.mask.sum(), 1) / max(moving.mask.sum(), 1)))
-    scales = [area_scale] + ([1.0] if thorough and abs(np.log(area_scale)) > np.log(1.15) else [])
-    m_centre, f_centre = centre_of_mass(moving.mask), centre_of_mass(fixed.mask)
-    search = _Scorer(pyramid.level(SEARCH_SIZE))
 
-    def evaluate(scorer: _Scorer, candidates) -> list[Pose]:
+    def __init__(self, pyramid: StructurePyramid, *, search_mirror: bool = True, coarse_step: float = 6.0,
+                 fine_step: float = 2.0):
+        moving, fixed = pyramid.moving, pyramid.fixed
+        self.pyramid, self.coarse_step, self.fine_step = pyramid, coarse_step, fine_step
+        self.flips = (False, True) if search_mirror else (False,)
+        self.area_scale = float(np.sqrt(max(fixed.mask.sum(), 1) / max(moving.mask.sum(), 1)))
+        self.centres = centre_of_mass(moving.mask), centre_of_mass(fixed.mask)
+        self._scorers: dict[int, _Scorer] = {}
+        self._coarse: dict[float, list[Pose]] = {}
+
+    @property
+    def sizes_differ(self) -> bool:
+        """The area ratio says the sections differ in pixel size by more than 15 %."""
+        return abs(np.log(self.area_scale)) > np.log(1.15)
+
+    @torch.inference_mode()
+    def _evaluate(self, size: int, candidates) -> list[Pose]:
+        if size not in self._scorers:
+            self._scorers[size] = _Scorer(self.pyramid.level(size))
         angles, flipped, scale = np.array(candidates, float).T
-        matrices = pose_matrices(angles, flipped, scale, m_centre, f_centre)
-        scores, shifts = scorer(matrices)
+        matrices = pose_matrices(angles, flipped, scale, *self.centres)
+        scores, shifts = self._scorers[size](matrices)
         matrices[:, :2, 2] += shifts
         return [Pose(float(a % 360.0), bool(fl), float(s), m, float(sc))
                 for a, fl, s, m, sc in zip(angles, flipped, scores, matrices, scale)]
 
-    flips = (False, True) if search_mirror else (False,)
-    separation = 3 * coarse_step
-    coarse = evaluate(search, [(a, fl, s) for s in scales for fl in flips for a in np.arange(0.0, 360.0, coarse_step)])
-    peaks = (sum((_distinct([p for p in coarse if p.flipped == fl], THOROUGH_PEAKS // len(flips), separation)
-                  for fl in flips), []) if thorough else _distinct(coarse, top_k, separation))
-    fine = evaluate(search, [(p.angle_deg + d, p.flipped, p.scale) for p in peaks
-                             for d in np.arange(-coarse_step, coarse_step + fine_step / 2, fine_step)])
-    if thorough:
-        fine = evaluate(_Scorer(pyramid.level(CHECK_SIZE)), [(p.angle_deg, p.flipped, p.scale * f)
-                                                             for p in _distinct(fine, THOROUGH_PEAKS, separation)
-                                                             for f in CHECK_SCALES])
-    kept = _distinct(fine, top_k, separation)
-    others = [p for p in fine if p.flipped != kept[0].flipped] or [p for p in coarse if p.flipped != kept[0].flipped]
-    if search_mirror and others and all(p.flipped == kept[0].flipped for p in kept):
-        kept[-1] = others[int(np.argmax([p.score for p in others]))]  # the other mirror state always gets its say
-    return kept
+    def _coarse_poses(self, scale: float) -> list[Pose]:
+        if scale not in self._coarse:
+            self._coarse[scale] = self._evaluate(SEARCH_SIZE, [(a, fl, scale) for fl in self.flips
+                                                               for a in np.arange(0.0, 360.0, self.coarse_step)])
+        return self._coarse[scale]
+
+    def _refined(self, peaks: list[Pose]) -> list[Pose]:
+        offsets = np.arange(-self.coarse_step, self.coarse_step + self.fine_step / 2, self.fine_step)
+        return self._evaluate(SEARCH_SIZE, [(p.angle_deg + d, p.flipped, p.scale) for p in peaks for d in offsets])
+
+    def _kept(self, poses: list[Pose], coarse: list[Pose], top_k: int) -> list[Pose]:
+        kept = _distinct(poses, top_k, 3 * self.coarse_step)
+        others = ([p for p in poses if p.flipped != kept[0].flipped]
+                  or [p for p in coarse if p.flipped != kept[0].flipped])
+        if len(self.flips) == 2 and others and all(p.flipped == kept[0].flipped for p in kept):
+            kept[-1] = others[int(np.argmax([p.score for p in others]))]  # the other mirror state always gets its say
+        return kept
+
+    def first(self, top_k: int = 4) -> list[Pose]:
+        coarse = self._coarse_poses(self.area_scale)
+        return self._kept(self._refined(_distinct(coarse, top_k, 3 * self.coarse_step)), coarse, top_k)
+
+    def second_look(self, top_k: int = 4) -> list[Pose]:
+        coarse = self._coarse_poses(self.area_scale) + (self._coarse_poses(1.0) if self.sizes_differ else [])
+        separation = 3 * self.coarse_step
+        peaks = sum((_distinct([p for p in coarse if p.flipped == fl], THOROUGH_PEAKS // len(self.flips), separation)
+                     for fl in self.flips), [])
+        checked = self._evaluate(CHECK_SIZE, [(p.angle_deg, p.flipped, p.scale * f)
+                                              for p in _distinct(self._refined(peaks), THOROUGH_PEAKS, separation)
+                                              for f in CHECK_SCALES])
+        return self._kept(checked, coarse, top_k)
+
+
+def search_pose(pyramid: StructurePyramid, *, search_mirror: bool = True, top_k: int = 4) -> list[Pose]:
+    """The first search's ``top_k`` poses (see :class:`PoseSearch`)."""
+    return PoseSearch(pyramid, search_mirror=search_mirror).first(top_k)
