@@ -8,12 +8,11 @@ The margin comes from the pipeline's final, where close rivals are refined side 
 192 px, or, when the race had no close rival, from the race's clear lead. A second, weaker signal
 catches a right pose that cannot be placed precisely: sections that share almost no structure at
 the result (a very low final NCC). ``confidence`` maps each signal to 0–1 with a logistic curve
-and takes the smaller. The constants were chosen on the development part of the hard benchmark
-(``benchmarks/make_hard_cases.py --part dev``) only. There two of the three wrong poses led by
-0.005 and 0.033 and the third, whose candidates all missed the truth, by 0.11; of 80 right
-results two led by less than 0.04 (0.011, 0.023). One right result had NCC 0.19, the others
-≥ 0.29, the imprecise one with the right pose 0.18: the NCC signal, a round 0.2, only speaks
-for sections that share almost nothing.
+and takes the smaller. The constants were chosen on development cases of the hard benchmark only
+(``benchmarks/make_hard_cases.py --part dev``, and ``--seed 3003`` for more): there the wrong
+poses led by 0.005–0.033, and 2 of 161 right results by less than 0.04 (0.011, 0.023); one right
+result had NCC 0.19, the others ≥ 0.30, the two imprecise ones with the right pose 0.16 and 0.18:
+the NCC signal, at a round 0.2, only speaks for sections that share almost nothing.
 """
 from __future__ import annotations
 
