@@ -50,7 +50,7 @@ SCHEDULE = Schedule(DEFAULT_SCALES[:1], DEFAULT_SCALES[1:])
 # After the network: a short race at 96 px, the final there and at 192 px, where every third pixel
 # of every third row suffices (a finish at the 288-px working size gained nothing measurable)
 AFTER_NETWORK_SCHEDULE = Schedule(((96, 3, 1),), ((96, 5, 1), (192, 4, 3)))
-REPORT_SIZE = DEFAULT_SCALES[-1][0]
+REPORT_SIZE = DEFAULT_SCALES[-1][0]  # the scale of the reported NCC: where both schedules' finals end
 # a race whose leader leads every different pose by less than this is close: the pose search takes a
 # second, thorough look (as it does when the sections' areas differ, so the scale guess is in doubt),
 # and the close rivals go on into the final with the leader
@@ -145,26 +145,26 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
         refiner = Refiner(pyramid)
         race = refiner.race(starts, schedule.race, range(len(starts)))
         lead = pose_margin(race, race.best)
-        close = lead < CLOSE_RACE
-        if candidate is None and (close or (search.sizes_differ and lead < DOUBTFUL_SCALE_LEAD)):
+        if candidate is None and (lead < CLOSE_RACE or (search.sizes_differ and lead < DOUBTFUL_SCALE_LEAD)):
             extra = second_look()
             if extra:
                 race = race + refiner.race([p.matrix for p in extra], schedule.race, range(len(poses), len(poses) + len(extra)))
                 poses = poses + extra
+                lead = pose_margin(race, race.best)
         leader = race.best if candidate is None else race.position(candidate)
-        finalists = [leader] + (rivals(race, leader, within=CLOSE_RACE) if close or candidate is not None else [])
+        close = lead < CLOSE_RACE or candidate is not None
+        finalists = [leader] + (rivals(race, leader, within=CLOSE_RACE) if close else [])
         final = refiner.race(race.matrices[finalists], schedule.final, [race.indices[i] for i in finalists])
-        winner = final.best if candidate is None else 0
-        chosen, matrix = final.indices[winner], final.matrices[winner]
-        if len(finalists) > 1:  # the final decided and measures the margin; a clear race's lead speaks for itself
-            race = final
-        else:
-            winner = leader
+        in_final = final.best if candidate is None else 0
+        chosen, matrix, after = final.indices[in_final], final.matrices[in_final], final.similarities[in_final]
+        # the final decided and measures the margin; a clear race's lead speaks for itself
+        race, winner = (final, in_final) if len(finalists) > 1 else (race, leader)
         yield finished("refinement")
     else:  # no race: the starts as they are are the yardstick
         matrix, winner = starts[chosen], chosen
         race = Race(np.stack(starts), pyramid.similarity(starts, schedule.race[0][0]), list(range(len(starts))))
-    before, after = pyramid.similarity([transforms.identity(), matrix], REPORT_SIZE)
+        after = pyramid.similarity([matrix], REPORT_SIZE)[0]
+    before = pyramid.similarity([transforms.identity()], REPORT_SIZE)[0]
     verdict = assess(race, winner, after)
     moving_to_full = transforms.resample_matrix(np.shape(moving), moving_full_shape or np.shape(moving))
     fixed_to_full = transforms.resample_matrix(np.shape(fixed), fixed_full_shape or np.shape(fixed))
