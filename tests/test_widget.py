@@ -139,11 +139,26 @@ def test_cancel_leaves_layers(qtbot, setup):
     assert "Cancel" in widget.status.text() and not errors
 
 
+def test_a_float_image_with_a_nan_block_registers(qtbot, setup):
+    """Missing pixels (NaN) are background, not a reason to refuse the layer."""
+    viewer, widget, errors = setup
+    moving = viewer.layers["moving (restained)"]
+    holed = moving.data.astype(np.float32) / 255
+    holed[:40, :60] = np.nan
+    viewer.add_image(holed, name="with NaN block", rgb=True)
+    widget.pickers.moving_combo.setCurrentText("with NaN block")
+    widget.pickers.moving_points_combo.setCurrentText("moving landmarks")
+    register(qtbot, widget)
+    assert not errors and widget.result is not None and not widget.result.verdict.flagged
+    assert np.median(widget.table.rtre) < RTRE_LIMIT
+
+
 def test_bad_inputs_notify(qtbot, setup):
     viewer, widget, errors = setup
     viewer.add_labels(np.zeros((32, 32), int), name="labels")
     viewer.add_image(np.random.default_rng(0).random((3, 32, 32)), name="stack")
     viewer.add_image(np.zeros((32, 32)), name="blank")
+    viewer.add_image(np.full((32, 32), np.nan), name="all NaN")
     viewer.add_points(np.zeros((3, 2)), name="three")
 
     def attempt(fixed, moving, fixed_pts=NONE, moving_pts=NONE):
@@ -158,7 +173,8 @@ def test_bad_inputs_notify(qtbot, setup):
     assert "both fixed and moving" in attempt("fixed (IHC)", "fixed (IHC)")
     assert "Labels layer, not an image layer" in attempt("fixed (IHC)", "labels")
     assert "not a stack" in attempt("stack", "fixed (IHC)")
-    assert "'blank' is empty" in attempt("fixed (IHC)", "blank")
+    assert "'blank' has a single value everywhere" in attempt("fixed (IHC)", "blank")
+    assert "'all NaN' has no finite pixels" in attempt("fixed (IHC)", "all NaN")
     assert "differ in length" in attempt("fixed (IHC)", "moving (restained)", "three", "moving landmarks")
     widget.model_combo.setCurrentText(rw.WEIGHTS_FILE)
     assert "Weights file not found" in attempt("fixed (IHC)", "moving (restained)")

@@ -92,6 +92,23 @@ def _tissue_overlap(moving: PreparedImage, fixed: PreparedImage, matrix: np.ndar
     return float(2.0 * (warped & fixed_mask).sum() / total) if total else 0.0
 
 
+def _pixels(image, full_shape, role: str) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The pixels to register and the full-resolution shape the matrix refers to.
+
+    ``image`` is an array (gray, RGB or RGBA, any numeric or boolean dtype) or a read pyramid level
+    (:class:`napari_histoaffine.io.ImageLevel`, a reduced level of its ``full_shape``).
+    """
+    from .io import ImageLevel  # imported here: the engine needs no file I/O of its own
+
+    if isinstance(image, ImageLevel):
+        return np.asarray(image.data), tuple(full_shape or image.full_shape)
+    array = np.asarray(image) if isinstance(image, np.ndarray) or hasattr(image, "__array__") else None
+    if array is None or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise TypeError(f"the {role} image must be a numpy array (gray, RGB or RGBA) or an io.ImageLevel, "
+                        f"not {type(image).__name__}")
+    return array, tuple(full_shape or array.shape)
+
+
 def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path | AffineNet | None = "default",
                    refine: bool = True, search_mirror: bool = True, working_size: int = DEFAULT_WORKING_SIZE,
                    top_k: int = 4, candidate: int | None = None, moving_full_shape=None, fixed_full_shape=None,
@@ -102,10 +119,12 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
     a loaded network, or ``None`` (pose search and refinement only). ``candidate`` forces the
     later stages to go on from that pose of the search's ranked candidates (to try a runner-up the
     automatic choice passed over); the other candidates still race, so the verdict can tell whether
-    another pose fits better. When the arrays are reduced
-    levels of larger images, ``*_full_shape`` gives the full-resolution (rows, cols) the returned
-    matrix refers to.
+    another pose fits better. Either image may also be an ``io.ImageLevel`` as ``io.read_image``
+    returns it. When arrays are reduced levels of larger images, ``*_full_shape`` gives the
+    full-resolution (rows, cols) the returned matrix refers to.
     """
+    moving, moving_full_shape = _pixels(moving, moving_full_shape, "moving")
+    fixed, fixed_full_shape = _pixels(fixed, fixed_full_shape, "fixed")
     network = resolve_model(model)
     planned = ["preprocess", "pose search"] + (["network"] if network is not None else []) + (["refinement"] if refine else [])
     timings: dict[str, float] = {}
@@ -166,15 +185,15 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
         after = pyramid.similarity([matrix], REPORT_SIZE)[0]
     before = pyramid.similarity([transforms.identity()], REPORT_SIZE)[0]
     verdict = assess(race, winner, after)
-    moving_to_full = transforms.resample_matrix(np.shape(moving), moving_full_shape or np.shape(moving))
-    fixed_to_full = transforms.resample_matrix(np.shape(fixed), fixed_full_shape or np.shape(fixed))
+    moving_to_full = transforms.resample_matrix(moving.shape, moving_full_shape)
+    fixed_to_full = transforms.resample_matrix(fixed.shape, fixed_full_shape)
     moving_working_to_full = transforms.compose(prepared_moving.to_input, moving_to_full)
     fixed_working_to_full = transforms.compose(prepared_fixed.to_input, fixed_to_full)
     full = transforms.compose(transforms.invert(moving_working_to_full), matrix, fixed_working_to_full)
     return RegistrationResult(
         matrix=full,
-        moving_shape=tuple(int(v) for v in (moving_full_shape or np.shape(moving))[:2]),
-        fixed_shape=tuple(int(v) for v in (fixed_full_shape or np.shape(fixed))[:2]),
+        moving_shape=tuple(int(v) for v in moving_full_shape[:2]),
+        fixed_shape=tuple(int(v) for v in fixed_full_shape[:2]),
         stages=planned, timings=timings, ncc_before=before, ncc_after=after,
         rotation_deg=poses[chosen].angle_deg, flipped=poses[chosen].flipped, candidates=poses, verdict=verdict,
         tissue_overlap=_tissue_overlap(prepared_moving, prepared_fixed, matrix),

@@ -52,7 +52,12 @@ def _integer_scale(img: np.ndarray) -> float:
 
 
 def _float_to_unit(img: np.ndarray) -> np.ndarray:
-    out = np.nan_to_num(img.astype(np.float32))
+    out = img.astype(np.float32)
+    finite = np.isfinite(out)
+    if not finite.all():  # NaN / inf pixels (masked or missing data) count as bright background
+        if not finite.any():
+            raise InputError("the image has no finite pixels (NaN or inf everywhere)")
+        out[~finite] = out[finite].max()
     lo, hi = (float(out.min()), float(out.max())) if out.size else (0.0, 1.0)
     return (out - lo) / max(hi - lo, 1e-12) if lo < 0.0 or hi > 1.0 else out
 

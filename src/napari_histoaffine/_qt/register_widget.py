@@ -57,8 +57,13 @@ def _image_array(layer: Image, working_size: int) -> tuple[np.ndarray, tuple[int
     levels = list(layer.data) if layer.multiscale else [layer.data]
     level = choose_level([lv.shape for lv in levels], working_size)
     array = np.asarray(levels[level])
-    if array.size == 0 or min(array.shape[:2]) < 2 or not np.ptp(array) > 0:
-        raise InputError(f"Image layer '{layer.name}' is empty (no pixels or a single value everywhere)")
+    values = array[np.isfinite(array)] if np.issubdtype(array.dtype, np.floating) else array
+    if array.size == 0 or min(array.shape[:2]) < 2:
+        raise InputError(f"Image layer '{layer.name}' is empty or too small: shape {array.shape}")
+    if values.size == 0:
+        raise InputError(f"Image layer '{layer.name}' has no finite pixels (NaN or inf everywhere)")
+    if not np.ptp(values) > 0:
+        raise InputError(f"Image layer '{layer.name}' has a single value everywhere: nothing to register")
     return array, tuple(int(v) for v in levels[0].shape[:2])
 
 
