@@ -14,8 +14,16 @@ fi
 
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
+# The package is installed editable, so only a change of the packaging (or of this script) needs
+# the Python installs again: skip them when the venv was made from the same files.
+STAMP=.venv/.histoaffine-setup
+wanted=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ -x .venv/bin/python ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$wanted" ]; then
+  exit 0
+fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 # Pinned: this version is a local CPU build; an unpinned torch pulls a multi-GB CUDA build.
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -e ".[testing]"
+echo "$wanted" > "$STAMP"
