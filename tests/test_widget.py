@@ -139,6 +139,19 @@ def test_cancel_leaves_layers(qtbot, setup):
     assert "Cancel" in widget.status.text() and not errors
 
 
+def test_two_images_opened_one_after_the_other_are_fixed_and_moving(qtbot, make_napari_viewer):
+    """B2: dock the widget in an empty viewer, then open two images: the newest is the moving one."""
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-histoaffine", "Register sections")
+    pair = make_pair()
+    viewer.add_image(pair.fixed, name="first")
+    assert widget.pickers.fixed_combo.currentText() == "first"
+    viewer.add_image(pair.moving, name="second")
+    assert (widget.pickers.fixed_combo.currentText(), widget.pickers.moving_combo.currentText()) == ("first", "second")
+    fixed, moving, _, _ = widget.pickers.selected()
+    assert (fixed.name, moving.name) == ("first", "second")
+
+
 def test_a_float_image_with_a_nan_block_registers(qtbot, setup):
     """Missing pixels (NaN) are background, not a reason to refuse the layer."""
     viewer, widget, errors = setup

@@ -47,7 +47,12 @@ class LayerPairPicker:
         images = image_names + [ly.name for ly in layers if not isinstance(ly, Image)]
         points = [NONE] + [ly.name for ly in layers if isinstance(ly, Points)]
         _fill(self.fixed_combo, images, image_names[0] if image_names else None)
-        _fill(self.moving_combo, images, image_names[1] if len(image_names) > 1 else None)
+        # moving defaults to the newest image that is not the fixed one, and never stays on the fixed
+        # one while another image exists (else opening two images one after the other picks one twice)
+        others = [n for n in image_names if n != self.fixed_combo.currentText()]
+        _fill(self.moving_combo, images, others[-1] if others else None)
+        if others and self.moving_combo.currentText() == self.fixed_combo.currentText():
+            self.moving_combo.setCurrentText(others[-1])
         _fill(self.fixed_points_combo, points, next((n for n in points if "fixed" in n.lower()), NONE))
         _fill(self.moving_points_combo, points, next((n for n in points if "moving" in n.lower()), NONE))
 
