@@ -152,6 +152,27 @@ def test_two_images_opened_one_after_the_other_are_fixed_and_moving(qtbot, make_
     assert (fixed.name, moving.name) == ("first", "second")
 
 
+def test_buttons_and_status_follow_the_layers_life(qtbot, setup):
+    """B6, B7: a removed moving layer drops the result (no pose trials or masks for it), and the
+    status line never goes stale: after Reset, after a refused input, after a removal."""
+    viewer, widget, errors = setup
+    register(qtbot, widget)
+    assert widget.status.text().startswith("Registered")
+    widget.reset()
+    assert widget.status.text().startswith("Reset")
+    register(qtbot, widget)
+    viewer.layers.remove("moving (restained)")
+    assert widget.result is None and "removed" in widget.status.text()
+    assert not widget.try_button.isEnabled() and not widget.masks_button.isEnabled()
+    layers_before = len(viewer.layers)
+    widget.try_candidate(1)
+    assert widget.worker is None and len(viewer.layers) == layers_before
+    assert "moving landmarks (registered)" not in viewer.layers
+    widget.pickers.moving_combo.setCurrentText("fixed (IHC)")
+    widget.register_button.click()
+    assert errors and widget.status.text().startswith("Not registered")
+
+
 def test_a_float_image_with_a_nan_block_registers(qtbot, setup):
     """Missing pixels (NaN) are background, not a reason to refuse the layer."""
     viewer, widget, errors = setup

@@ -84,6 +84,7 @@ class RegisterWidget(QWidget):
         self._connections: list[tuple] = []
         self.pickers = LayerPairPicker(napari_viewer, hidden=lambda layer: same_layer(layer, self.registered_points))
         self._build()
+        napari_viewer.layers.events.removed.connect(self._on_layer_removed)
 
     # ---------------------------------------------------------------- layout
     def _build(self) -> None:
@@ -198,6 +199,7 @@ class RegisterWidget(QWidget):
                        "moving_full_shape": moving_full, "fixed_full_shape": fixed_full}
         except HistoAffineError as exc:
             show_error(str(exc))
+            self.status.setText("Not registered: the input was refused (see the message).")
             return
         self._pending = (layers, (moving, fixed, options))
         self.worker = _register_worker(moving, fixed, options)
@@ -236,6 +238,7 @@ class RegisterWidget(QWidget):
         layers, self._inputs = self._pending
         if any(ly is not None and ly not in self.viewer.layers for ly in layers):
             show_error("A layer of this registration was removed while it ran; nothing was applied")
+            self.status.setText("Nothing applied: a layer was removed while the registration ran.")
             return
         self._use_layers(*layers)
         self.result = result
@@ -371,7 +374,14 @@ class RegisterWidget(QWidget):
         self.candidates.clear()
         self.summary.setText("")
         self.table.show_message("Reset: layers are as they were.")
+        self.status.setText("Reset: layers are as they were.")
         self._set_result_enabled(False)
+
+    def _on_layer_removed(self, event) -> None:
+        """A registered image layer that goes takes the result with it (the others are restored)."""
+        if self._layers is not None and any(same_layer(event.value, ly) for ly in self._layers[:2]):
+            self.reset()
+            self.status.setText(f"Layer '{event.value.name}' was removed: its registration was dropped.")
 
     # ---------------------------------------------------------------- corrections
     def try_candidate(self, index: int | None = None) -> None:
@@ -384,6 +394,9 @@ class RegisterWidget(QWidget):
         self.worker.yielded.connect(self._on_progress)
 
         def done(result):
+            if self.result is None:  # a registered layer went (or Reset) while this ran
+                self.status.setText("Nothing applied: the registration was dropped while this pose ran.")
+                return
             self.result = result
             self.apply_matrix(result.matrix)
             self.status.setText(f"Registered from candidate {index} in {result.seconds:.1f} s.")
