@@ -152,6 +152,19 @@ def test_two_images_opened_one_after_the_other_are_fixed_and_moving(qtbot, make_
     assert (fixed.name, moving.name) == ("first", "second")
 
 
+def test_table_rows_keep_the_landmarks_own_numbers_after_a_deletion(qtbot, setup):
+    """B5: delete landmark 3 in both layers; the rows then read 0, 1, 2, 4, … like the canvas labels."""
+    viewer, widget, errors = setup
+    register(qtbot, widget)
+    for name in ("fixed landmarks", "moving landmarks"):
+        layer = viewer.layers[name]
+        layer.selected_data = {3}
+        layer.remove_selected()
+    ids = [widget.table.table.item(row, 0).text() for row in range(widget.table.table.rowCount())]
+    assert ids[:4] == ["0", "1", "2", "4"] and len(ids) == 35
+    assert list(viewer.layers["fixed landmarks"].features["index"][:4]) == [0, 1, 2, 4]
+
+
 def test_buttons_and_status_follow_the_layers_life(qtbot, setup):
     """B6, B7: a removed moving layer drops the result (no pose trials or masks for it), and the
     status line never goes stale: after Reset, after a refused input, after a removal."""

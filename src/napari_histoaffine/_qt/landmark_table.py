@@ -25,13 +25,18 @@ class LandmarkTable(QWidget):
         layout.addWidget(self.table)
         layout.addWidget(self.summary)
 
-    def show_errors(self, tre_px, diagonal: float) -> None:
-        """Fill the table with each landmark's TRE (fixed pixels) and rTRE (TRE / fixed image diagonal)."""
+    def show_errors(self, tre_px, diagonal: float, ids=None) -> None:
+        """Fill the table with each landmark's TRE (fixed pixels) and rTRE (TRE / fixed image diagonal).
+
+        ``ids`` are the landmarks' own numbers, the ones the canvas labels show (default: 0, 1, …),
+        so rows still name the right landmark after some were deleted.
+        """
         self.tre = np.asarray(tre_px, float)
         self.rtre = self.tre / diagonal
+        ids = range(len(self.tre)) if ids is None else ids
         self.table.setRowCount(len(self.tre))
-        for i, (t, r) in enumerate(zip(self.tre, self.rtre)):
-            for col, text in enumerate((str(i), f"{t:.2f}", f"{r:.4f}")):
+        for i, (landmark, t, r) in enumerate(zip(ids, self.tre, self.rtre)):
+            for col, text in enumerate((str(landmark), f"{t:.2f}", f"{r:.4f}")):
                 self.table.setItem(i, col, QTableWidgetItem(text))
         median = float(np.median(self.rtre))
         verdict = "success" if median <= SUCCESS_RTRE else "above the ANHIR success limit"

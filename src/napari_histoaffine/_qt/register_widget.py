@@ -335,7 +335,8 @@ class RegisterWidget(QWidget):
             errors = tre(moved, target)
         except InputError as exc:
             return self.table.show_message(f"No error shown: {exc}.")
-        self.table.show_errors(errors, image_diagonal(self.result.fixed_shape))
+        ids = fixed_pts.features["index"] if "index" in fixed_pts.features else None  # the canvas labels' numbers
+        self.table.show_errors(errors, image_diagonal(self.result.fixed_shape), ids)
 
     def toggle_overlay(self) -> None:
         """One-click comparison: moving layer half transparent over the fixed one, or opaque."""
