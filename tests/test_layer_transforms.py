@@ -5,7 +5,7 @@ from napari.layers import Image, Points
 
 from napari_histoaffine import transforms
 from napari_histoaffine.errors import InputError
-from napari_histoaffine.layer_transforms import (choose_level, data_to_world_matrix, elastix_affine_text, fit_affine,
+from napari_histoaffine.layer_transforms import (common_levels, data_to_world_matrix, elastix_affine_text, fit_affine,
                                                  itk_tfm_text, layer_matrices, moving_layer_affine, points_between,
                                                  read_affine_parameters, rowcol_to_xy)
 
@@ -67,7 +67,16 @@ def test_elastix_size_is_columns_rows():
     assert "(Size 80 60)" in elastix_affine_text(R, (60, 80))
 
 
-def test_choose_level():
-    shapes = [(4000, 3000), (2000, 1500), (1000, 750), (500, 375)]
-    assert choose_level(shapes, 512) == 2
-    assert choose_level(shapes, 8000) == 0
+def test_common_levels_meet_at_one_pixel_size():
+    """A 4-level pyramid against one large array (B3), and layers of different scales."""
+    pyramid, single = [(4000, 3000), (2000, 1500), (1000, 750), (500, 375)], [(4000, 3000)]
+    (level_a, factor_a), (level_b, factor_b) = common_levels([pyramid, single], [1.0, 1.0], 512)
+    assert level_a == 2 and level_b == 0
+    target = 4000 / 512
+    assert np.isclose(4000 / pyramid[level_a][0] / factor_a, target) and np.isclose(1 / factor_b, target)
+    # the same tissue at half the pixel count but a scale of 2: the same world pixel size
+    (level_a, factor_a), (level_b, factor_b) = common_levels([pyramid, [(2000, 1500)]], [1.0, 2.0], 512)
+    assert np.isclose(4000 / pyramid[level_a][0] / factor_a, 2 * 2000 / 2000 / factor_b)
+    # small images are used as they are; of two scales the finer image comes down to the coarser one
+    assert common_levels([[(200, 100)], [(150, 150)]], [1.0, 1.0], 512) == [(0, 1.0), (0, 1.0)]
+    assert common_levels([[(200, 100)], [(150, 150)]], [1.0, 2.0], 512) == [(0, 0.5), (0, 1.0)]

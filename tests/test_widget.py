@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 from qtpy.QtCore import Qt
+from skimage import transform as skimage_transform
 
 from napari_histoaffine import transforms
 from napari_histoaffine._qt import register_widget as rw
@@ -227,8 +228,33 @@ def test_bad_inputs_notify(qtbot, setup):
     assert "Weights file not found" in attempt("fixed (IHC)", "moving (restained)")
 
 
+def test_a_pyramid_against_a_large_array_meets_at_one_pixel_size(qtbot, make_napari_viewer, monkeypatch):
+    """B3: a 4-level moving pyramid against a single-scale fixed array 4× the sample's size: the
+    levels are chosen jointly, so the engine gets both sections at one pixel size, and the pose is right."""
+    errors, handed = [], []
+    monkeypatch.setattr(rw, "show_error", errors.append)
+    engine = rw._register_worker
+    monkeypatch.setattr(rw, "_register_worker", lambda m, f, o: handed.append((m.shape, f.shape, o)) or engine(m, f, o))
+    viewer = make_napari_viewer()
+    pair = make_pair()
+    viewer.add_image(np.kron(pair.fixed, np.ones((4, 4, 1), np.uint8)), name="fixed", rgb=True)
+    big_moving = np.kron(pair.moving, np.ones((4, 4, 1), np.uint8))
+    viewer.add_image([big_moving[::step, ::step] for step in (1, 2, 4, 8)], name="moving", rgb=True, multiscale=True)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-histoaffine", "Register sections")
+    register(qtbot, widget)
+    (moving_shape, fixed_shape, options), = handed
+    moving_pixel = options["moving_full_shape"][1] / moving_shape[1]
+    fixed_pixel = options["fixed_full_shape"][1] / fixed_shape[1]
+    assert not errors and abs(moving_pixel / fixed_pixel - 1) < 0.02
+    truth_angle, truth_mirror = transforms.rotation_and_mirror(pair.matrix)
+    angle, mirror = transforms.rotation_and_mirror(widget.result.matrix)
+    assert mirror == truth_mirror and transforms.angle_difference(angle, truth_angle) < 2.0
+
+
 def test_multiscale_with_scale_registers(qtbot, make_napari_viewer, monkeypatch):
-    """A multiscale grayscale fixed layer with scale/translate and an RGB moving layer of another size."""
+    """A multiscale grayscale fixed layer with scale/translate and an RGB moving layer of another pixel
+    size: the layers' scales say both show the same 512 world units, as two scans at different
+    magnifications do, and the registration meets them at one pixel size."""
     errors = []
     monkeypatch.setattr(rw, "show_error", errors.append)
     viewer = make_napari_viewer()
@@ -236,14 +262,17 @@ def test_multiscale_with_scale_registers(qtbot, make_napari_viewer, monkeypatch)
     gray = pair.fixed.mean(axis=2)
     big = np.kron(gray, np.ones((2, 2)))  # 1024², level 1 is the sample's fixed image
     fixed = viewer.add_image([big, gray], name="fixed", multiscale=True, scale=(0.5, 0.5), translate=(10, 20))
-    moving = viewer.add_image(pair.moving, name="moving", rgb=True, scale=(3.0, 3.0))
+    half = (skimage_transform.rescale(pair.moving, 0.5, channel_axis=-1, anti_aliasing=True) * 255).astype(np.uint8)
+    moving = viewer.add_image(half, name="moving", rgb=True, scale=(2.0, 2.0))
+    moving_landmarks = transforms.apply_to_points(transforms.resample_matrix(pair.moving.shape, half.shape),
+                                                  pair.moving_landmarks)
     _, widget = viewer.window.add_plugin_dock_widget("napari-histoaffine", "Register sections")
     register(qtbot, widget)
-    assert not errors and widget.result.fixed_shape == (1024, 1024)
+    assert not errors and widget.result.fixed_shape == (1024, 1024) and widget.result.moving_shape == half.shape[:2]
     full = transforms.apply_to_points(transforms.resample_matrix((512, 512), (1024, 1024)), pair.fixed_landmarks)
     error = [np.linalg.norm(np.subtract(moving.data_to_world((y, x)), fixed.data_to_world((fy, fx))))
-             for (x, y), (fx, fy) in zip(pair.moving_landmarks, full)]
+             for (x, y), (fx, fy) in zip(moving_landmarks, full)]
     assert np.median(error) < 3.0  # world units = px of the 512² sample: rTRE < 0.005 as in test_register_sample
-    (x, y) = pair.moving_landmarks[0]  # exact geometry: the layer shows what the matrix says
+    (x, y) = moving_landmarks[0]  # exact geometry: the layer shows what the matrix says
     fx, fy = transforms.apply_to_points(widget.result.matrix, [[x, y]])[0]
     np.testing.assert_allclose(moving.data_to_world((y, x)), fixed.data_to_world((fy, fx)), atol=1e-9)

@@ -56,10 +56,26 @@ def rowcol_to_xy(points_rc) -> np.ndarray:
 
 
 
-def choose_level(shapes, working_size: int) -> int:
-    """Index of the smallest pyramid level whose long side is still ≥ ``working_size`` (else level 0)."""
-    big = [i for i, s in enumerate(shapes) if max(s[0], s[1]) >= working_size]
-    return min(big, key=lambda i: max(shapes[i][0], shapes[i][1]), default=0)
+def common_levels(level_shapes, level0_pixel_sizes, working_size: int) -> list[tuple[int, float]]:
+    """For each image, the pyramid level to read and the factor that brings it to one common pixel size.
+
+    ``level_shapes[k]`` are image k's level shapes (level 0 first), ``level0_pixel_sizes[k]`` the world
+    size of its level-0 pixel (a napari layer's scale). The common pixel size makes the image that is
+    larger in the world ``working_size`` pixels long (or, for small images, is the coarser of the
+    two level-0 pixels); each image reads its coarsest level that is still at least that fine and is
+    then resampled by the returned factor (≤ 1) to exactly that size, so a pyramid and a single large
+    array, or layers of different scales, meet at one pixel size.
+    """
+    extents = [max(shapes[0][0], shapes[0][1]) * size for shapes, size in zip(level_shapes, level0_pixel_sizes)]
+    # world size of a working pixel; never finer than the coarser level 0 (nothing is upsampled)
+    target = max(max(extents) / working_size, max(level0_pixel_sizes))
+    chosen = []
+    for shapes, size in zip(level_shapes, level0_pixel_sizes):
+        pixel = [size * max(shapes[0][:2]) / max(s[:2]) for s in shapes]  # world size of each level's pixel
+        fine_enough = [i for i, p in enumerate(pixel) if p <= target * 1.0001]
+        index = max(fine_enough, key=lambda i: pixel[i], default=0)
+        chosen.append((index, pixel[index] / target))
+    return chosen
 
 
 def fit_affine(moving_xy, fixed_xy) -> np.ndarray:

@@ -18,12 +18,12 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGro
 
 from .. import io, transforms
 from ..errors import HistoAffineError, InputError
-from ..layer_transforms import (choose_level, data_to_world_matrix, elastix_affine_text, fit_affine, itk_tfm_text,
+from ..layer_transforms import (common_levels, data_to_world_matrix, elastix_affine_text, fit_affine, itk_tfm_text,
                                 layer_matrices, moving_layer_affine, points_between, rowcol_to_xy)
 from ..metrics import image_diagonal, tre
 from ..models import default_weights_path
 from ..pipeline import register_steps
-from ..preprocess import DEFAULT_WORKING_SIZE
+from ..preprocess import DEFAULT_WORKING_SIZE, resample
 from .landmark_table import LandmarkTable
 from .layer_pickers import LayerPairPicker, same_layer
 
@@ -52,11 +52,7 @@ def browse_weights(parent: QWidget, path_edit: QLineEdit, choice: QComboBox) -> 
         choice.setCurrentText(WEIGHTS_FILE)
 
 
-def _image_array(layer: Image, working_size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Pixels of the level to register on (the smallest level ≥ working size) and the level-0 (rows, cols)."""
-    levels = list(layer.data) if layer.multiscale else [layer.data]
-    level = choose_level([lv.shape for lv in levels], working_size)
-    array = np.asarray(levels[level])
+def _checked_pixels(layer: Image, array: np.ndarray) -> np.ndarray:
     values = array[np.isfinite(array)] if np.issubdtype(array.dtype, np.floating) else array
     if array.size == 0 or min(array.shape[:2]) < 2:
         raise InputError(f"Image layer '{layer.name}' is empty or too small: shape {array.shape}")
@@ -64,7 +60,22 @@ def _image_array(layer: Image, working_size: int) -> tuple[np.ndarray, tuple[int
         raise InputError(f"Image layer '{layer.name}' has no finite pixels (NaN or inf everywhere)")
     if not np.ptp(values) > 0:
         raise InputError(f"Image layer '{layer.name}' has a single value everywhere: nothing to register")
-    return array, tuple(int(v) for v in levels[0].shape[:2])
+    return array
+
+
+def pair_arrays(layers, working_size: int) -> list[tuple[np.ndarray, tuple[int, int]]]:
+    """Pixels of each image layer at one common pixel size (levels chosen jointly, layer scales
+    included), and each layer's level-0 (rows, cols) the matrix refers to."""
+    pyramids = [list(layer.data) if layer.multiscale else [layer.data] for layer in layers]
+    pixel_sizes = [float(np.sqrt(abs(np.prod(layer.scale[-2:])))) for layer in layers]
+    choice = common_levels([[level.shape for level in levels] for levels in pyramids], pixel_sizes, working_size)
+    arrays = []
+    for layer, levels, (index, factor) in zip(layers, pyramids, choice):
+        array = _checked_pixels(layer, np.asarray(levels[index]))
+        if abs(factor - 1.0) > 1e-3:
+            array, _ = resample(array, factor)
+        arrays.append((array, tuple(int(v) for v in levels[0].shape[:2])))
+    return arrays
 
 
 class RegisterWidget(QWidget):
@@ -192,8 +203,7 @@ class RegisterWidget(QWidget):
             return
         try:
             layers = self.pickers.selected()
-            fixed, fixed_full = _image_array(layers[0], DEFAULT_WORKING_SIZE)
-            moving, moving_full = _image_array(layers[1], DEFAULT_WORKING_SIZE)
+            (fixed, fixed_full), (moving, moving_full) = pair_arrays(layers[:2], DEFAULT_WORKING_SIZE)
             options = {"model": self._model(), "refine": self.refine_check.isChecked(),
                        "working_size": DEFAULT_WORKING_SIZE,
                        "moving_full_shape": moving_full, "fixed_full_shape": fixed_full}

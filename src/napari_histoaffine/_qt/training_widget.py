@@ -31,7 +31,7 @@ from ..models import default_weights_path, resolve_model
 from ..network import NetworkConfig
 from ..training import TrainingConfig, TrainingUpdate, array_pair, folder_pairs, table_pairs, train
 from .layer_pickers import LayerPairPicker
-from .register_widget import BUNDLED, WEIGHTS_FILE, RegisterWidget, _image_array, browse_weights, make_button
+from .register_widget import BUNDLED, WEIGHTS_FILE, RegisterWidget, browse_weights, make_button, pair_arrays
 
 NEW = "new network"
 FINE_TUNE_LR = 1e-4  # the paper's rate: gentle enough to adapt trained weights (a new network learns faster at 1e-3)
@@ -259,7 +259,7 @@ class TrainingWidget(QWidget):
             missing = [ly.name for ly in value if ly is not None and ly not in self.viewer.layers]
             if missing:
                 raise InputError(f"Layer '{missing[0]}' of a training pair was removed: remove the pair or re-add it")
-            (m, m_full), (f, f_full) = _image_array(moving, working_size), _image_array(fixed, working_size)
+            (m, m_full), (f, f_full) = pair_arrays((moving, fixed), working_size)
             with_landmarks = moving_pts is not None and fixed_pts is not None
             out.append(("layers", {
                 "moving": m, "fixed": f, "name": f"{moving.name} → {fixed.name}", "full_shapes": (m_full, f_full),
