@@ -153,6 +153,18 @@ def test_two_images_opened_one_after_the_other_are_fixed_and_moving(qtbot, make_
     assert (fixed.name, moving.name) == ("first", "second")
 
 
+def test_both_docks_fit_a_small_screen(qtbot, setup):
+    """B4: with Register and Fine-tune docked, the window fits 1366 × 768; the docks scroll instead."""
+    viewer, widget, errors = setup
+    _, tuning = viewer.window.add_plugin_dock_widget("napari-histoaffine", "Fine-tune network")
+    window = viewer.window._qt_window
+    window.resize(1366, 768)
+    qtbot.wait(50)
+    assert window.height() <= 768
+    for dock in (widget, tuning):
+        assert dock.minimumSizeHint().height() < 300
+
+
 def test_table_rows_keep_the_landmarks_own_numbers_after_a_deletion(qtbot, setup):
     """B5: delete landmark 3 in both layers; the rows then read 0, 1, 2, 4, … like the canvas labels."""
     viewer, widget, errors = setup

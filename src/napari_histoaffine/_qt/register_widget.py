@@ -13,8 +13,8 @@ import numpy as np
 from napari.layers import Image, Points
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                            QLineEdit, QListWidget, QProgressBar, QPushButton, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel,
+                            QLineEdit, QListWidget, QProgressBar, QPushButton, QScrollArea, QVBoxLayout, QWidget)
 
 from .. import io, transforms
 from ..errors import HistoAffineError, InputError
@@ -42,6 +42,19 @@ def make_button(text: str, slot) -> QPushButton:
     widget = QPushButton(text)
     widget.clicked.connect(slot)
     return widget
+
+
+def scrolled_layout(owner: QWidget) -> QVBoxLayout:
+    """A vertical layout in a scroll area that fills ``owner``: however tall a dock's content, the
+    main window fits a 1366 × 768 screen and the lower controls are a scroll away."""
+    inner, area = QWidget(), QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.NoFrame)
+    area.setWidget(inner)
+    outer = QVBoxLayout(owner)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(area)
+    return QVBoxLayout(inner)
 
 
 def browse_weights(parent: QWidget, path_edit: QLineEdit, choice: QComboBox) -> None:
@@ -162,7 +175,7 @@ class RegisterWidget(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.register_button)
         buttons.addWidget(self.cancel_button)
-        layout = QVBoxLayout(self)
+        layout = scrolled_layout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)

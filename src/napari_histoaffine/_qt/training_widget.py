@@ -22,7 +22,7 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                            QLineEdit, QListWidget, QProgressBar, QSpinBox, QVBoxLayout, QWidget)
+                            QLineEdit, QListWidget, QProgressBar, QSpinBox, QWidget)
 
 from ..errors import HistoAffineError, InputError
 from ..io import atomic_write
@@ -31,7 +31,7 @@ from ..models import default_weights_path, resolve_model
 from ..network import NetworkConfig
 from ..training import TrainingConfig, TrainingUpdate, array_pair, folder_pairs, table_pairs, train
 from .layer_pickers import LayerPairPicker
-from .register_widget import BUNDLED, WEIGHTS_FILE, RegisterWidget, browse_weights, make_button, pair_arrays
+from .register_widget import BUNDLED, WEIGHTS_FILE, RegisterWidget, browse_weights, make_button, pair_arrays, scrolled_layout
 
 NEW = "new network"
 FINE_TUNE_LR = 1e-4  # the paper's rate: gentle enough to adapt trained weights (a new network learns faster at 1e-3)
@@ -162,7 +162,7 @@ class TrainingWidget(QWidget):
         ax.legend(loc="upper right", fontsize=8)
         ax.grid(alpha=0.3)
 
-        layout = QVBoxLayout(self)
+        layout = scrolled_layout(self)
         layout.addWidget(pairs_box)
         layout.addWidget(settings)
         layout.addLayout(_row(self.start_button, self.stop_button))
