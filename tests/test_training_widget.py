@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from napari_histoaffine import io
 from napari_histoaffine._qt import training_widget as tw
 from napari_histoaffine._qt.register_widget import WEIGHTS_FILE
 from napari_histoaffine.io import read_image
@@ -59,7 +60,7 @@ def test_train_stop_save_use(qtbot, setup, tmp_path):
     assert updates[-1].state == "stopped" and widget.outcome.stopped
     assert len(widget.loss_line.get_xdata()) >= 3 and len(widget.val_line.get_xdata()) >= 2
     assert any(u.metrics.get("val_rtre") is not None for u in updates[1:])  # the landmark layers give rTRE
-    assert "left" in widget.progress.format() and widget.save_button.isEnabled()
+    assert "left" not in widget.progress.format() and widget.save_button.isEnabled()  # no stale time left
     widget.save(tmp_path / "tuned.safetensors")
     model = load_model(tmp_path / "tuned.safetensors")
     assert isinstance(model, AffineNet) and model.config.width == 8
@@ -75,7 +76,7 @@ def test_train_stop_save_use(qtbot, setup, tmp_path):
 
 def test_stop_during_a_step_is_prompt(qtbot, setup):
     """Full-size network, 8 pairs per step: Stop in the middle of a step ends the run within seconds."""
-    _, widget, _ = setup
+    _, widget, messages = setup
     widget.add_layer_pair()
     configure(widget, steps=1000, per_epoch=1000, size=384, width=32, accumulation=8)
     updates = []
@@ -87,7 +88,38 @@ def test_stop_during_a_step_is_prompt(qtbot, setup):
     widget.stop_button.click()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
     assert time.monotonic() - start < 10
-    assert widget.outcome.stopped and widget.outcome.steps == 0 and widget.model_path.is_file()
+    assert widget.outcome.stopped and widget.outcome.steps == 0
+    assert widget.model_path is None  # nothing trained: no "best at step 0" network on offer
+    widget._ask_save()
+    assert "Nothing has been trained yet" in messages[-1]
+
+
+def test_stop_while_a_long_table_is_prepared_is_immediate(qtbot, setup, tmp_path):
+    """A 60-pair table is posed pair by pair (seconds in all): Stop ends it within a second and
+    offers nothing to save."""
+    _, widget, messages = setup
+    pair = make_pair()
+    io.write_image(tmp_path / "fixed.png", pair.fixed)
+    io.write_landmarks(tmp_path / "fixed.csv", pair.fixed_landmarks)
+    io.write_landmarks(tmp_path / "moving.csv", pair.moving_landmarks)
+    rows = []
+    for i in range(60):  # a file per pair: each is posed, none comes from the pose cache
+        io.write_image(tmp_path / f"moving{i}.png", pair.moving)
+        rows.append(f"moving{i}.png,fixed.png,moving.csv,fixed.csv,case{i}\n")
+    table = tmp_path / "pairs.csv"
+    table.write_text("Source image,Target image,Source landmarks,Target landmarks,Case\n" + "".join(rows))
+    widget.add_table(table)
+    configure(widget, steps=10, per_epoch=10)
+    widget.start_button.click()
+    qtbot.waitUntil(lambda: "Preparing" in widget.status.text(), timeout=TIMEOUT_MS)
+    qtbot.wait(200)
+    start = time.monotonic()
+    widget.stop_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert time.monotonic() - start < 1.0
+    assert widget.outcome is None and widget.model_path is None and "before training" in widget.status.text()
+    widget._ask_save()
+    assert "Nothing has been trained yet" in messages[-1]
 
 
 def test_training_a_new_network_raises_the_pairs_ncc(qtbot, setup, tmp_path):

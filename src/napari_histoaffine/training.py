@@ -258,12 +258,25 @@ def _table_pair(pair, working_size: int, teacher: bool) -> TrainingPair:
     return _POSE_CACHE[key]
 
 
+def _until_stopped(items, should_stop: Callable[[], bool] | None):
+    """The items, one by one, until ``should_stop`` says so (polled before each)."""
+    for item in items:
+        if should_stop is not None and should_stop():
+            return
+        yield item
+
+
 def table_pairs(table, working_size: int = NETWORK_SIZE, holdout: Sequence[str] = (),
-                on_progress: Callable[[str], None] | None = None) -> tuple[list, list]:
-    """Pairs of an ANHIR table, posed once each; pairs with a ``holdout`` substring in a file name go to validation."""
+                on_progress: Callable[[str], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> tuple[list, list]:
+    """Pairs of an ANHIR table, posed once each; pairs with a ``holdout`` substring in a file name go to validation.
+
+    ``should_stop`` is polled before every pair (posing one takes a fraction of a second): when it
+    says so, the pairs posed so far are returned.
+    """
     rows = read_pairs_table(table)
     train_pairs, val_pairs = [], []
-    for i, row in enumerate(rows):
+    for i, row in enumerate(_until_stopped(rows, should_stop)):
         held = _held_out(row.moving_image, holdout) or _held_out(row.fixed_image, holdout)
         if on_progress is not None:
             on_progress(f"pose search {i + 1}/{len(rows)}: {row.case}")

@@ -62,12 +62,13 @@ def _landmarks_xy(points: Points, image) -> np.ndarray:
     return rowcol_to_xy(points_between(points.data, layer_matrices(points)[0], layer_matrices(image)[0]))
 
 
-def _pairs(source, working_size: int) -> tuple[list, list]:
+def _pairs(source, working_size: int, should_stop) -> tuple[list, list]:
     """(training pairs, validation pairs) of one source; posed pairs validate as at inference."""
     kind, value = source
     if kind == "folder":
         return folder_pairs(value, working_size), []
-    pairs = table_pairs(value, working_size)[0] if kind == "table" else [array_pair(**value, working_size=working_size)]
+    pairs = (table_pairs(value, working_size, should_stop=should_stop)[0] if kind == "table"
+             else [array_pair(**value, working_size=working_size)])
     return pairs, pairs
 
 
@@ -76,12 +77,12 @@ def _train_worker(sources, config, model, report, should_stop):
     """Pose every pair (stoppable between sources), then run the training loop; returns its TrainingOutcome."""
     pairs, validation = [], []
     for i, source in enumerate(sources):
-        if should_stop():
-            return None
         report(f"Preparing pair source {i + 1}/{len(sources)} (pose search)…")
-        t, v = _pairs(source, config.working_size)
+        t, v = _pairs(source, config.working_size, should_stop)
         pairs += t
         validation += v
+        if should_stop():
+            return None
     return train(config, pairs, validation=validation or None, model=model, on_update=report,
                  should_stop=should_stop)
 
@@ -353,20 +354,31 @@ class TrainingWidget(QWidget):
     def _on_finished(self) -> None:
         self.worker = None
         self._set_running(False)
+        self.progress.setFormat("%v/%m steps")  # no time left to show once it has stopped
 
     # ---------------------------------------------------------------- output
     @property
     def model_path(self) -> Path | None:
-        """The run's best checkpoint (weights + network and training config), if there is one."""
-        path = self.outcome.best_path if self.outcome is not None else None
+        """The run's best checkpoint (weights + network and training config), once a step has trained it."""
+        trained = self.outcome is not None and self.outcome.steps > 0
+        path = self.outcome.best_path if trained else None
         return path if path is not None and path.is_file() else None
+
+    def _trained_model(self) -> Path:
+        if self.model_path is None:
+            raise InputError("Nothing has been trained yet: start training and let at least one step run")
+        return self.model_path
 
     def save(self, path) -> None:
         """Copy the best checkpoint to ``path`` atomically (a crash never leaves half a file)."""
+        model = self._trained_model()
         with atomic_write(path, "wb") as fh:
-            fh.write(self.model_path.read_bytes())
+            fh.write(model.read_bytes())
 
     def _ask_save(self) -> None:
+        if self.model_path is None:
+            show_warning("Nothing has been trained yet: start training and let at least one step run.")
+            return
         path, _ = QFileDialog.getSaveFileName(self, "Save fine-tuned network", "finetuned.safetensors",
                                               "safetensors (*.safetensors)")
         if not path:
@@ -383,6 +395,9 @@ class TrainingWidget(QWidget):
         register = next((w for w in self.viewer.window.dock_widgets.values() if isinstance(w, RegisterWidget)), None)
         if register is None:
             show_warning("Open the 'Register sections' widget first, then click 'Use for registration' again.")
+            return
+        if self.model_path is None:
+            show_warning("Nothing has been trained yet: start training and let at least one step run.")
             return
         register.weights_edit.setText(str(self.model_path))
         register.model_combo.setCurrentText(WEIGHTS_FILE)
