@@ -62,7 +62,7 @@ def build_slides(folder: Path, scale: float):
                                ("moving", IMAGES / "images" / f"{MOVING}.jpg", transforms.compose(up_moving, pose))):
         start = time.perf_counter()
         slides.warp_to_ome_tiff(path, matrix, big, folder / f"{name}.ome.tif", compression="jpeg", quality=85,
-                                cval=240)
+                                background=240)
         times[name] = time.perf_counter() - start
     io.write_landmarks(folder / "fixed.csv",
                        transforms.apply_to_points(up_fixed, io.read_landmarks(IMAGES / "landmarks" / f"{FIXED}.csv")))

@@ -78,7 +78,8 @@ def test_tiled_warp_equals_in_memory_warp_and_is_pyramidal(slide, tmp_path):
     path, data = slide
     out = tmp_path / "warped.ome.tif"
     fixed_shape = (280, 400)
-    shapes = slides.warp_to_ome_tiff(path, MATRIX, fixed_shape, out, tile=64, write_tile=32, compression="zlib")
+    shapes = slides.warp_to_ome_tiff(path, MATRIX, fixed_shape, out, tile=64, write_tile=32, compression="zlib",
+                                     background=0)
     expected = np.clip(np.rint(transforms.warp_image(data, MATRIX, fixed_shape)), 0, 255).astype(np.uint8)
     with tifffile.TiffFile(out) as tif:
         assert tif.is_ome and tif.pages[0].is_tiled and tif.pages[0].tilewidth == 32
@@ -91,6 +92,27 @@ def test_tiled_warp_equals_in_memory_warp_and_is_pyramidal(slide, tmp_path):
                                       (140, 200))
     assert np.abs(half - reference).max() <= 1.0
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def test_warp_pads_with_the_slides_own_background(tmp_path):
+    """A bright-field slide (white around the tissue), turned: the corners it leaves are white, not black;
+    the CLI takes another colour."""
+    data = np.full((200, 260, 3), 255, np.uint8)
+    data[40:160, 50:210] = _image(120, 160)
+    path = tmp_path / "white.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        tif.write(data, subifds=1, tile=(32, 32), photometric="rgb", compression="zlib")
+        tif.write(data[::2, ::2], subfiletype=1, tile=(32, 32), photometric="rgb", compression="zlib")
+    turn = transforms.rotation(30.0, (129.5, 99.5))
+    out = tmp_path / "turned.ome.tif"
+    slides.warp_to_ome_tiff(path, turn, (200, 260), out, tile=64, write_tile=32, compression="zlib")
+    warped = tifffile.imread(out)
+    assert (warped[0, 0] == 255).all() and (warped[-1, -1] == 255).all()
+    tuned = tmp_path / "blue.json"
+    io.write_json(tuned, {"matrix": turn.tolist(), "fixed_shape": [200, 260]})
+    assert main(["warp", str(path), str(tuned), "--out", str(tmp_path / "blue.ome.tif"), "--background", "0,0,255",
+                 "--compression", "zlib"]) == 0
+    assert tifffile.imread(tmp_path / "blue.ome.tif")[0, 0].tolist() == [0, 0, 255]
 
 
 def test_warp_reads_bounded_regions(slide, tmp_path, monkeypatch):

@@ -246,7 +246,8 @@ def _run_warp(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     compression = None if args.compression == "none" else args.compression
     shapes = slides.warp_to_ome_tiff(args.moving, matrix, fixed_shape, args.out, tile=args.tile,
-                                     compression=compression, quality=args.quality, progress=report)
+                                     compression=compression, quality=args.quality, background=args.background,
+                                     progress=report)
     seconds = time.perf_counter() - start
     print(f"wrote {args.out}: {fixed_shape[0]}x{fixed_shape[1]} px, {len(shapes)} levels, {seconds:.1f} s "
           f"({fixed_shape[0] * fixed_shape[1] / 1e6 / seconds:.1f} MPx/s)")
@@ -268,7 +269,21 @@ def _add_warp(subparsers) -> None:
     p.add_argument("--quality", type=_positive_int, default=90, metavar="Q", help="JPEG quality (default 90)")
     p.add_argument("--tile", type=_positive_int, default=1024, metavar="N",
                    help="width in pixels of the blocks warped at a time (default 1024)")
+    p.add_argument("--background", type=_background, default="auto", metavar="auto|V|R,G,B",
+                   help="fill where the moving slide has no pixels: auto (default) is the slide's own background "
+                        "colour, white on a bright-field slide; or a grey value, or one value per channel")
     p.set_defaults(func=_run_warp)
+
+
+def _background(text: str):
+    """``auto`` or numbers separated by commas (one grey value, or one per channel)."""
+    if text == "auto":
+        return text
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto, a number or R,G,B, got {text!r}") from None
+    return values[0] if len(values) == 1 else values
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -280,10 +280,11 @@ def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def warp_block(source, block_to_moving: np.ndarray, shape, *, factor: int = 1, order: int = 1,
-               cval: float = 0.0, dtype=None) -> np.ndarray:
+               background=0.0, dtype=None) -> np.ndarray:
     """Warp the moving pixels one output block needs: ``block_to_moving`` maps block pixels to ``source``'s pixels.
 
     Reads only the bounding box of the block's footprint (plus the interpolation margin) from ``source``.
+    Outside the moving image the block is ``background`` (a value, or one per channel).
     """
     rows, cols = int(shape[0]), int(shape[1])
     channels = source.shape[2:]
@@ -296,7 +297,8 @@ def warp_block(source, block_to_moving: np.ndarray, shape, *, factor: int = 1, o
         lo, hi = (lo // factor) * factor, -(-hi // factor) * factor
     x0, y0 = (max(int(v), 0) for v in lo)
     x1, y1 = min(int(hi[0]), source.shape[1]), min(int(hi[1]), source.shape[0])
-    out = np.full((rows, cols, *channels), cval, np.float32)
+    fill = np.asarray(background, np.float32)
+    out = np.full((rows, cols, *channels), fill, np.float32)
     if x1 - x0 < 1 or y1 - y0 < 1:
         return _to_dtype(out, dtype)
     region = source.read(y0, y1, x0, x1)
@@ -312,13 +314,15 @@ def warp_block(source, block_to_moving: np.ndarray, shape, *, factor: int = 1, o
         matrix = compose(matrix, invert(compose(scaling(factor), translation(half, half))))
     rc = xy_to_rowcol(matrix)
     planes = [region] if region.ndim == 2 else [region[..., c] for c in range(region.shape[-1])]
+    fills = np.broadcast_to(fill, (len(planes),))
     warped = [ndimage.affine_transform(plane, rc[:2, :2], offset=rc[:2, 2], output_shape=(rows, cols), order=order,
-                                       cval=cval, mode="constant", output=np.float32) for plane in planes]
+                                       cval=float(value), mode="constant", output=np.float32)
+              for plane, value in zip(planes, fills)]
     out = warped[0] if region.ndim == 2 else np.stack(warped, axis=-1)
     return _to_dtype(out, dtype)
 
 
-def _level_tiles(sources, matrix, full_shape, level_shape, tile: int, write_tile: int, order: int, cval: float,
+def _level_tiles(sources, matrix, full_shape, level_shape, tile: int, write_tile: int, order: int, background,
                  dtype, tick: Callable[[int], None]) -> Iterator[np.ndarray]:
     """Write tiles of one output level in row-major order, computed ``write_tile`` rows × ``tile`` cols at a time."""
     out_to_full = resample_matrix(level_shape, full_shape)
@@ -332,15 +336,23 @@ def _level_tiles(sources, matrix, full_shape, level_shape, tile: int, write_tile
         for c0 in range(0, cols, width):
             block_w = min(width, -(-(cols - c0) // write_tile) * write_tile)
             block_to_moving = compose(translation(c0, r0), out_to_moving, to_level)
-            block = warp_block(source, block_to_moving, (write_tile, block_w), factor=factor, order=order, cval=cval,
-                               dtype=dtype)
+            block = warp_block(source, block_to_moving, (write_tile, block_w), factor=factor, order=order,
+                               background=background, dtype=dtype)
             for t0 in range(0, block_w, write_tile):
                 yield block[:, t0:t0 + write_tile]
             tick(write_tile * block_w)
 
 
+def slide_background(sources) -> np.ndarray:
+    """A slide's own background colour: the per-channel median of the border pixels of its smallest level."""
+    smallest = sources[-1]
+    pixels = np.asarray(smallest.read(0, smallest.shape[0], 0, smallest.shape[1]), np.float32)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    return np.median(border, axis=0)
+
+
 def warp_to_ome_tiff(moving_path, matrix, fixed_shape, out_path, tile: int = 1024, *, write_tile: int = WRITE_TILE,
-                     compression: str | None = "auto", quality: int = 90, order: int = 1, cval: float = 0.0,
+                     compression: str | None = "auto", quality: int = 90, order: int = 1, background="auto",
                      cache_mb: int = 128, progress: Callable[[float], None] | None = None) -> list[tuple[int, int]]:
     """Warp the full-resolution moving image onto a ``fixed_shape`` grid and write a tiled pyramidal OME-TIFF.
 
@@ -348,7 +360,9 @@ def warp_to_ome_tiff(moving_path, matrix, fixed_shape, out_path, tile: int = 102
     ``write_tile`` px; they are computed ``tile`` px wide at a time. ``compression`` "auto" is JPEG
     (``quality``) for 8-bit gray/RGB and zlib otherwise; None writes uncompressed. The file is written
     to a temporary name and renamed when complete. ``progress`` receives the fraction of output pixels
-    done. Returns the shapes of the written levels.
+    done. Where the moving slide has no pixels the output is ``background``: "auto" is the slide's own
+    background colour (see :func:`slide_background`; white on a bright-field slide), or a value, or
+    one value per channel. Returns the shapes of the written levels.
     """
     if write_tile % 16 or write_tile < 16:
         raise InputError(f"write_tile must be a multiple of 16, got {write_tile}")
@@ -362,6 +376,7 @@ def warp_to_ome_tiff(moving_path, matrix, fixed_shape, out_path, tile: int = 102
     try:
         first = sources[0]
         dtype, channels = np.dtype(first.dtype), first.shape[2:]
+        fill = slide_background(sources) if isinstance(background, str) and background == "auto" else background
         if compression == "auto":
             compression = "jpeg" if dtype == np.uint8 and channels in ((), (3,)) else "zlib"
         options = {"tile": (write_tile, write_tile), "dtype": dtype, "compression": compression,
@@ -381,7 +396,7 @@ def warp_to_ome_tiff(moving_path, matrix, fixed_shape, out_path, tile: int = 102
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)
         with io.atomic_write(out_path, "wb") as f, tifffile.TiffWriter(f, bigtiff=True, ome=True) as tif:
             for k, shape in enumerate(shapes):
-                tiles = _level_tiles(sources, matrix, full_shape, shape, tile, write_tile, order, cval, dtype, tick)
+                tiles = _level_tiles(sources, matrix, full_shape, shape, tile, write_tile, order, fill, dtype, tick)
                 extra = ({"subifds": len(shapes) - 1, "software": "napari-histoaffine",
                           "metadata": {"axes": "YXS" if channels else "YX", "Name": Path(out_path).name}}
                          if k == 0 else {"subfiletype": 1})
