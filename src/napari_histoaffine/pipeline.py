@@ -2,9 +2,11 @@
 
 Preprocess → pose search (ranked rotation/mirror candidates) → the network corrects the candidate
 that fits best → all candidates (that one corrected) race for a few refinement steps at a coarse
-scale and the best continues there and at finer scales. ``refine=False`` is the paper's method.
-Every stage shares one :class:`~napari_histoaffine.rotation.StructurePyramid`, so no feature
-level is computed twice.
+scale; a close race, or a doubtful scale guess, makes the pose search take a second, thorough
+look whose new poses join the race → the leader, with its close rivals, goes on into a final at
+finer scales, whose winner is the result → the verdict compares it with the different poses tried.
+``refine=False`` is the paper's method. Every stage shares one
+:class:`~napari_histoaffine.rotation.StructurePyramid`, so no feature level is computed twice.
 
 ``register_steps`` is a generator that yields :class:`~napari_histoaffine.results.Progress` after
 each stage and returns the :class:`~napari_histoaffine.results.RegistrationResult`, so a GUI can
@@ -30,8 +32,6 @@ from .results import Pose, Progress, RegistrationResult, TissueMasks
 from .rotation import PoseSearch, StructurePyramid, downsample_pair, same_pose, small_theta
 from .verdict import assess, pose_margin, rivals
 
-STAGES = ("preprocess", "pose search", "network", "refinement")
-
 
 @dataclass(frozen=True)
 class Schedule:
@@ -55,7 +55,7 @@ REPORT_SIZE = DEFAULT_SCALES[-1][0]  # the scale of the reported NCC: where both
 # second, thorough look (as it does when the sections' areas differ, so the scale guess is in doubt),
 # and the close rivals go on into the final with the leader
 CLOSE_RACE = 0.1
-DOUBTFUL_SCALE_LEAD = 0.2  # scale of the reported NCC: the finest one every refinement visits
+DOUBTFUL_SCALE_LEAD = 0.2  # with a doubtful scale guess, a lead below this also takes the second look
 
 
 def _network_start(model: AffineNet, moving: PreparedImage, fixed: PreparedImage, pose: Pose, passes: int) -> np.ndarray:
@@ -90,6 +90,38 @@ def _tissue_overlap(moving: PreparedImage, fixed: PreparedImage, matrix: np.ndar
     fixed_mask = fixed_small > 0.5
     total = int(warped.sum() + fixed_mask.sum())
     return float(2.0 * (warped & fixed_mask).sum() / total) if total else 0.0
+
+
+def _second_look(search: PoseSearch, poses: list[Pose], top_k: int) -> list[Pose]:
+    """The thorough search's poses that the first one did not find."""
+    return [p for p in search.second_look(top_k) if not any(same_pose(p, q) for q in poses)]
+
+
+def _race_and_final(refiner: Refiner, search: PoseSearch, poses: list[Pose], starts: list[np.ndarray],
+                    schedule: Schedule, candidate: int | None, top_k: int):
+    """Race every start, take a second look when the race is close or the scale in doubt, then the final.
+
+    Returns the poses (with the second look's), the race the verdict reads (the final when close
+    rivals went on, else the race itself) with the winner's row in it, and the winner's matrix and
+    similarity at the final's scale.
+    """
+    race = refiner.race(starts, schedule.race, range(len(starts)))
+    lead = pose_margin(race, race.best)
+    if candidate is None and (lead < CLOSE_RACE or (search.sizes_differ and lead < DOUBTFUL_SCALE_LEAD)):
+        extra = _second_look(search, poses, top_k)
+        if extra:
+            race = race + refiner.race([p.matrix for p in extra], schedule.race, range(len(poses), len(poses) + len(extra)))
+            poses = poses + extra
+            lead = pose_margin(race, race.best)
+    leader = race.best if candidate is None else race.position(candidate)
+    close = lead < CLOSE_RACE or candidate is not None
+    finalists = [leader] + (rivals(race, leader, within=CLOSE_RACE) if close else [])
+    final = refiner.race(race.matrices[finalists], schedule.final, [race.indices[i] for i in finalists])
+    in_final = final.best if candidate is None else 0
+    matrix, after = final.matrices[in_final], final.similarities[in_final]
+    if len(finalists) > 1:  # the final decided and measures the margin; a clear race's lead speaks for itself
+        return poses, final, in_final, matrix, after
+    return poses, race, leader, matrix, after
 
 
 def _pixels(image, full_shape, role: str) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -142,12 +174,8 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
     pyramid = StructurePyramid(prepared_moving, prepared_fixed)
     search = PoseSearch(pyramid, search_mirror=search_mirror)
     poses = search.first(top_k)
-
-    def second_look() -> list[Pose]:  # the thorough search's poses that the first one did not find
-        return [p for p in search.second_look(top_k) if not any(same_pose(p, q) for q in poses)]
-
     if candidate is not None:  # the list a forced index refers to is always the full one
-        poses = poses + second_look()
+        poses = poses + _second_look(search, poses, top_k)
     yield finished("pose search")
     if candidate is not None and not 0 <= candidate < len(poses):
         raise InputError(f"pose candidate {candidate} does not exist: the search found {len(poses)}")
@@ -161,23 +189,9 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
         starts[chosen] = _network_start(network, prepared_moving, prepared_fixed, poses[chosen], passes)
         yield finished("network")
     if refine:
-        refiner = Refiner(pyramid)
-        race = refiner.race(starts, schedule.race, range(len(starts)))
-        lead = pose_margin(race, race.best)
-        if candidate is None and (lead < CLOSE_RACE or (search.sizes_differ and lead < DOUBTFUL_SCALE_LEAD)):
-            extra = second_look()
-            if extra:
-                race = race + refiner.race([p.matrix for p in extra], schedule.race, range(len(poses), len(poses) + len(extra)))
-                poses = poses + extra
-                lead = pose_margin(race, race.best)
-        leader = race.best if candidate is None else race.position(candidate)
-        close = lead < CLOSE_RACE or candidate is not None
-        finalists = [leader] + (rivals(race, leader, within=CLOSE_RACE) if close else [])
-        final = refiner.race(race.matrices[finalists], schedule.final, [race.indices[i] for i in finalists])
-        in_final = final.best if candidate is None else 0
-        chosen, matrix, after = final.indices[in_final], final.matrices[in_final], final.similarities[in_final]
-        # the final decided and measures the margin; a clear race's lead speaks for itself
-        race, winner = (final, in_final) if len(finalists) > 1 else (race, leader)
+        poses, race, winner, matrix, after = _race_and_final(Refiner(pyramid), search, poses, starts, schedule,
+                                                             candidate, top_k)
+        chosen = race.indices[winner]
         yield finished("refinement")
     else:  # no race: the starts as they are are the yardstick
         matrix, winner = starts[chosen], chosen
