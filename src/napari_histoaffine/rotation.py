@@ -20,7 +20,6 @@ from .results import Pose
 from .similarity import gradient_magnitude, ncc, smooth
 
 SEARCH_SIZE = 48
-COARSE_SIZE = 48
 SIZES_DIFFER = 1.15  # an area-ratio scale further than this from 1 is in doubt: the second look also tries 1
 CHECK_SIZE = 96
 CHECK_SCALES = (0.9, 1.0, 1 / 0.9)  # around each peak's scale: neither scale guess is exact
@@ -236,7 +235,7 @@ class PoseSearch:
 
     def _coarse_poses(self, scale: float) -> list[Pose]:
         if scale not in self._coarse:
-            self._coarse[scale] = self._evaluate(COARSE_SIZE, [(a, fl, scale) for fl in self.flips
+            self._coarse[scale] = self._evaluate(SEARCH_SIZE, [(a, fl, scale) for fl in self.flips
                                                                for a in np.arange(0.0, 360.0, self.coarse_step)])
         return self._coarse[scale]
 
