@@ -286,12 +286,50 @@ def _background(text: str):
     return values[0] if len(values) == 1 else values
 
 
+def _run_register_series(args: argparse.Namespace) -> int:
+    from .series import register_series
+
+    summary = register_series(args.reference, args.moving, args.out, chain=args.chain, landmarks_dir=args.landmarks_dir,
+                              warp=args.warp, workers=args.workers, scheduler=args.scheduler, resume=args.resume,
+                              **_register_options(args))
+    failed = summary[summary["error"] != ""]
+    flagged = summary[summary["flagged"].fillna(False).astype(bool)]
+    print(f"registered {len(summary) - len(failed)} of {len(summary)} sections onto {Path(args.reference).name}"
+          + (f"; failed: {', '.join(failed['section'])}" if len(failed) else "")
+          + (f"; flagged, check by eye: {', '.join(flagged['section'])}" if len(flagged) else "")
+          + f" (see {Path(args.out) / 'summary.csv'})")
+    if summary["rtre_median"].notna().any():
+        print("rTRE median per section: " + ", ".join(f"{s} {r:.4f}" for s, r in
+                                                       summary[["section", "rtre_median"]].dropna().itertuples(index=False)))
+    return 0
+
+
+def _add_register_series(subparsers) -> None:
+    p = subparsers.add_parser("register-series", parents=[_registration_options(), _batch_options()],
+                              help="register every section of a serial-section series onto one reference",
+                              description="Register each MOVING section onto REFERENCE (or, with --chain, onto its "
+                                          "neighbour toward the reference, composing the transforms); writes "
+                                          "<section>/transform.json and summary.csv to --out, and goes on past a "
+                                          "section that fails.")
+    p.add_argument("reference", metavar="REFERENCE")
+    p.add_argument("moving", metavar="MOVING", nargs="+")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--chain", action="store_true",
+                   help="register each section onto the one before it (the first onto the reference) and compose")
+    p.add_argument("--landmarks-dir", metavar="D",
+                   help="folder of ANHIR landmark files named <section>.csv: rTRE against the reference's")
+    p.add_argument("--warp", action="store_true",
+                   help="also write <section>/warped.ome.tif: the section at full resolution on the reference's grid")
+    p.set_defaults(func=_run_register_series)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``histoaffine`` parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="histoaffine", description="Affine registration of histology sections.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_register, _add_evaluate, _add_train, _add_register_batch, _add_warp, _add_demo):
+    for add in (_add_register, _add_evaluate, _add_train, _add_register_batch, _add_register_series, _add_warp,
+                _add_demo):
         add(subparsers)
     return parser
 
