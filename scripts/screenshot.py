@@ -1,5 +1,6 @@
-"""Register the sample pair in napari and save docs/screenshot_register.png, then force the other
-mirror state and save docs/screenshot_flagged.png (the verdict flags it). Run under ``xvfb-run -a``."""
+"""Register the sample pair in napari and save docs/screenshot_register.png, its checkerboard view
+(docs/screenshot_checkerboard.png), then force the other mirror state and save
+docs/screenshot_flagged.png (the verdict flags it). Run under ``xvfb-run -a``."""
 import tempfile
 from pathlib import Path
 
@@ -8,7 +9,7 @@ from napari.settings import get_settings
 from qtpy.QtWidgets import QApplication
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-OUT, FLAGGED = DOCS / "screenshot_register.png", DOCS / "screenshot_flagged.png"
+OUT, CHECKERBOARD, FLAGGED = (DOCS / f"screenshot_{name}.png" for name in ("register", "checkerboard", "flagged"))
 
 
 def settle(widget) -> None:
@@ -32,6 +33,12 @@ def main() -> None:
     DOCS.mkdir(exist_ok=True)
     viewer.screenshot(str(OUT), canvas_only=False)
     print(f"saved {OUT}: {widget.table.summary.text()}")
+    widget.inspect.view_combo.setCurrentText("checkerboard")
+    widget.inspect.slider.setValue(25)
+    settle(widget)
+    viewer.screenshot(str(CHECKERBOARD), canvas_only=False)
+    print(f"saved {CHECKERBOARD}")
+    widget.inspect.view_combo.setCurrentText("off (overlay)")
     result = widget.result
     widget.try_candidate(next(i for i, p in enumerate(result.candidates) if p.flipped != result.flipped))
     settle(widget)

@@ -165,6 +165,28 @@ def test_both_docks_fit_a_small_screen(qtbot, setup):
         assert dock.minimumSizeHint().height() < 300
 
 
+def test_inspection_views_come_and_go_with_the_registration(qtbot, setup):
+    """Each view is one extra layer over the pair (the user's layers untouched); Reset removes it."""
+    viewer, widget, errors = setup
+    names = [layer.name for layer in viewer.layers]
+    assert not widget.inspect.isEnabled()
+    register(qtbot, widget)
+    for view in ("checkerboard", "swipe", "difference", "false colour"):
+        widget.inspect.view_combo.setCurrentText(view)
+        shown = [layer for layer in viewer.layers if layer.name.startswith("inspection")]
+        assert [layer.name for layer in shown] == [f"inspection: {view}"]
+    widget.inspect.view_combo.setCurrentText("checkerboard")
+    before = np.array(widget.inspect.layer.data)
+    widget.inspect.slider.setValue(10)
+    assert not np.array_equal(before, widget.inspect.layer.data)  # smaller tiles
+    fixed = viewer.layers["fixed (IHC)"]
+    corner = widget.inspect.layer.data_to_world((0, 0))
+    np.testing.assert_allclose(corner, fixed.data_to_world((0, 0)), atol=1.0)  # on the fixed layer's grid
+    widget.reset()
+    assert [layer.name for layer in viewer.layers] == names and not widget.inspect.isEnabled()
+    assert not errors
+
+
 def test_table_rows_keep_the_landmarks_own_numbers_after_a_deletion(qtbot, setup):
     """B5: delete landmark 3 in both layers; the rows then read 0, 1, 2, 4, … like the canvas labels."""
     viewer, widget, errors = setup

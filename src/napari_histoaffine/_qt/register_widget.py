@@ -24,6 +24,7 @@ from ..metrics import image_diagonal, tre
 from ..models import default_weights_path
 from ..pipeline import register_steps
 from ..preprocess import DEFAULT_WORKING_SIZE, resample
+from .inspection_controls import InspectionControls
 from .landmark_table import LandmarkTable
 from .layer_pickers import LayerPairPicker, same_layer
 
@@ -181,6 +182,8 @@ class RegisterWidget(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(result_box)
+        self.inspect = InspectionControls(self.viewer)
+        layout.addWidget(self.inspect)
         self._set_result_enabled(False)
 
     def _set_result_enabled(self, enabled: bool) -> None:
@@ -305,6 +308,11 @@ class RegisterWidget(QWidget):
         moving.opacity = OVERLAY_OPACITY
         self._show_summary()
         self._update_registered_points()
+        moving_array, fixed_array, options = self._inputs
+        fixed_to_full = transforms.resample_matrix(fixed_array.shape, options["fixed_full_shape"])
+        between_arrays = transforms.compose(transforms.resample_matrix(moving_array.shape, options["moving_full_shape"]),
+                                            matrix, transforms.invert(fixed_to_full))
+        self.inspect.show_pair(fixed_array, moving_array, between_arrays, fixed, fixed_to_full)
 
     def _show_summary(self, note: str = "") -> None:
         r = self.result
@@ -394,6 +402,7 @@ class RegisterWidget(QWidget):
             self.viewer.layers.remove(self.registered_points)
         self.registered_points = None
         self._remove_masks()
+        self.inspect.clear()
         self.result = self._layers = None
         self.candidates.clear()
         self.summary.setText("")

@@ -1,0 +1,72 @@
+"""The Register widget's inspection views: one extra layer over the registered pair, removed by Reset."""
+from __future__ import annotations
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QSlider
+
+from .. import inspection, transforms
+from ..layer_transforms import data_to_world_matrix
+
+OFF = "off (overlay)"
+
+
+class InspectionControls(QGroupBox):
+    """A view menu and a slider (checkerboard tile size, swipe position) for the registered pair.
+
+    The view is one Image layer on the fixed layer's grid, computed from the arrays the registration
+    used (a few hundred pixels across, so updates are instant); the user's layers are not touched.
+    """
+
+    def __init__(self, viewer):
+        super().__init__("Inspect")
+        self.viewer = viewer
+        self.layer = None
+        self._pair = None  # (fixed array, warped moving array, world affine of the arrays' grid)
+        self.view_combo = QComboBox()
+        self.view_combo.addItems([OFF, *inspection.VIEWS])
+        self.view_combo.currentTextChanged.connect(lambda _: self.update_view())
+        self.slider = QSlider(Qt.Horizontal)
+        self.slider.setRange(1, 100)
+        self.slider.setValue(50)
+        self.slider.valueChanged.connect(lambda _: self.update_view())
+        form = QFormLayout(self)
+        form.addRow("View", self.view_combo)
+        form.addRow("Tile / curtain", self.slider)
+        self.setEnabled(False)
+
+    def show_pair(self, fixed: np.ndarray, moving: np.ndarray, matrix: np.ndarray, fixed_layer, fixed_to_full) -> None:
+        """Make views of a registration: arrays as registered, ``matrix`` between them (moving → fixed pixels),
+        ``fixed_to_full`` from the fixed array's pixels to the fixed layer's data pixels."""
+        warped = inspection.warped_onto_fixed(moving, fixed.shape, matrix)
+        affine = data_to_world_matrix(fixed_layer) @ transforms.xy_to_rowcol(fixed_to_full)
+        self._pair = (fixed, warped, affine)
+        self.setEnabled(True)
+        self.update_view()
+
+    def update_view(self) -> None:
+        name = self.view_combo.currentText()
+        if self._pair is None or name == OFF:
+            return self._remove_layer()
+        fixed, warped, affine = self._pair
+        tile = max(4, round(self.slider.value() / 100 * max(fixed.shape[:2]) / 4))  # up to a quarter of the image
+        data = inspection.view(name, fixed, warped, tile if name == "checkerboard" else self.slider.value() / 100)
+        title = f"inspection: {name}"
+        if self.layer is not None and self.layer in self.viewer.layers and self.layer.rgb == (data.ndim == 3):
+            self.layer.data, self.layer.name = data, title
+        else:
+            self._remove_layer()
+            self.layer = self.viewer.add_image(data, name=title, affine=affine, rgb=data.ndim == 3,
+                                               contrast_limits=(0.0, 1.0))
+
+    def clear(self) -> None:
+        """Forget the pair and remove the view (Reset)."""
+        self._pair = None
+        self.view_combo.setCurrentText(OFF)
+        self._remove_layer()
+        self.setEnabled(False)
+
+    def _remove_layer(self) -> None:
+        if self.layer is not None and self.layer in self.viewer.layers:
+            self.viewer.layers.remove(self.layer)
+        self.layer = None
