@@ -90,3 +90,22 @@ def test_an_untrained_network_keeps_the_pose_and_its_stage_is_reported(ihc):
     with_network = register(moving, ihc, model=untrained, refine=False)
     assert with_network.stages == ["preprocess", "pose search", "network"]
     np.testing.assert_allclose(with_network.matrix, pose_only.matrix, atol=1e-4)
+
+
+def test_refine_from_a_pose_set_by_hand_returns_to_the_registered_pose():
+    """A registration turned by 5° by hand, refined from there ("refine from here"), is the registration again."""
+    from napari_histoaffine.sample import make_pair
+
+    pair = make_pair()
+    registered = register(pair.moving, pair.fixed)
+    centre = transforms.apply_to_points(registered.matrix, [[pair.moving.shape[1] / 2, pair.moving.shape[0] / 2]])[0]
+    nudged = transforms.compose(registered.matrix, transforms.rotation(5.0, centre))
+    again = register(pair.moving, pair.fixed, start=nudged)
+    diagonal = image_diagonal(pair.fixed.shape)
+    before = transforms.apply_to_points(registered.matrix, pair.moving_landmarks)
+    change = np.median(np.hypot(*(transforms.apply_to_points(again.matrix, pair.moving_landmarks) - before).T))
+    moved = np.median(np.hypot(*(transforms.apply_to_points(nudged, pair.moving_landmarks) - before).T))
+    assert moved / diagonal > 0.01 and change / diagonal < 0.002
+    assert "network" not in again.stages and not again.verdict.flagged
+    with pytest.raises(InputError, match="not both"):
+        register(pair.moving, pair.fixed, start=nudged, candidate=0)

@@ -143,21 +143,25 @@ def _pixels(image, full_shape, role: str) -> tuple[np.ndarray, tuple[int, ...]]:
 
 def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path | AffineNet | None = "default",
                    refine: bool = True, search_mirror: bool = True, working_size: int = DEFAULT_WORKING_SIZE,
-                   top_k: int = 4, candidate: int | None = None, moving_full_shape=None, fixed_full_shape=None,
-                   ) -> Generator[Progress, None, RegistrationResult]:
+                   top_k: int = 4, candidate: int | None = None, start: np.ndarray | None = None,
+                   moving_full_shape=None, fixed_full_shape=None) -> Generator[Progress, None, RegistrationResult]:
     """Register ``moving`` onto ``fixed``, yielding progress after each stage.
 
     ``model`` is ``"default"`` (the shipped weights, when the package has them), a weights file,
     a loaded network, or ``None`` (pose search and refinement only). ``candidate`` forces the
     later stages to go on from that pose of the search's ranked candidates (to try a runner-up the
     automatic choice passed over); the other candidates still race, so the verdict can tell whether
-    another pose fits better. Either image may also be an ``io.ImageLevel`` as ``io.read_image``
+    another pose fits better. ``start`` (a full-resolution moving → fixed matrix, e.g. a pose set
+    by hand) is refined instead, without the network, and raced against the search's poses in the
+    same way ("refine from here"). Either image may also be an ``io.ImageLevel`` as ``io.read_image``
     returns it. When arrays are reduced levels of larger images, ``*_full_shape`` gives the
     full-resolution (rows, cols) the returned matrix refers to.
     """
     moving, moving_full_shape = _pixels(moving, moving_full_shape, "moving")
     fixed, fixed_full_shape = _pixels(fixed, fixed_full_shape, "fixed")
-    network = resolve_model(model)
+    if start is not None and candidate is not None:
+        raise InputError("give a pose candidate or a start matrix to refine from, not both")
+    network = None if start is not None else resolve_model(model)
     planned = ["preprocess", "pose search"] + (["network"] if network is not None else []) + (["refinement"] if refine else [])
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -170,12 +174,21 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
         return Progress(stage, len(timings) / len(planned), f"{stage} done in {timings[stage] * 1000:.0f} ms")
 
     prepared_moving, prepared_fixed = prepare_pair(moving, fixed, working_size)
+    moving_working_to_full = transforms.compose(prepared_moving.to_input,
+                                                transforms.resample_matrix(moving.shape, moving_full_shape))
+    fixed_working_to_full = transforms.compose(prepared_fixed.to_input,
+                                               transforms.resample_matrix(fixed.shape, fixed_full_shape))
     yield finished("preprocess")
     pyramid = StructurePyramid(prepared_moving, prepared_fixed)
     search = PoseSearch(pyramid, search_mirror=search_mirror)
     poses = search.first(top_k)
-    if candidate is not None:  # the list a forced index refers to is always the full one
+    if candidate is not None or start is not None:  # the list a forced index refers to is always the full one
         poses = poses + _second_look(search, poses, top_k)
+    if start is not None:  # the given pose joins the candidates, and is the one that goes on
+        here = transforms.compose(moving_working_to_full, np.asarray(start, float), transforms.invert(fixed_working_to_full))
+        angle, mirrored = transforms.rotation_and_mirror(here)
+        poses = poses + [Pose(angle, mirrored, float("nan"), here, float(np.sqrt(abs(np.linalg.det(here[:2, :2])))))]
+        candidate = len(poses) - 1
     yield finished("pose search")
     if candidate is not None and not 0 <= candidate < len(poses):
         raise InputError(f"pose candidate {candidate} does not exist: the search found {len(poses)}")
@@ -199,10 +212,6 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
         after = pyramid.similarity([matrix], REPORT_SIZE)[0]
     before = pyramid.similarity([transforms.identity()], REPORT_SIZE)[0]
     verdict = assess(race, winner, after)
-    moving_to_full = transforms.resample_matrix(moving.shape, moving_full_shape)
-    fixed_to_full = transforms.resample_matrix(fixed.shape, fixed_full_shape)
-    moving_working_to_full = transforms.compose(prepared_moving.to_input, moving_to_full)
-    fixed_working_to_full = transforms.compose(prepared_fixed.to_input, fixed_to_full)
     full = transforms.compose(transforms.invert(moving_working_to_full), matrix, fixed_working_to_full)
     return RegistrationResult(
         matrix=full,
