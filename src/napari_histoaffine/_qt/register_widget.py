@@ -24,6 +24,7 @@ from ..metrics import image_diagonal, tre
 from ..models import default_weights_path
 from ..pipeline import register_steps
 from ..preprocess import DEFAULT_WORKING_SIZE, resample
+from .correction_controls import CorrectionControls
 from .inspection_controls import InspectionControls
 from .landmark_table import LandmarkTable
 from .layer_pickers import LayerPairPicker, same_layer
@@ -182,6 +183,8 @@ class RegisterWidget(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(result_box)
+        self.correct = CorrectionControls(self)
+        layout.addWidget(self.correct)
         self.inspect = InspectionControls(self.viewer)
         layout.addWidget(self.inspect)
         self._set_result_enabled(False)
@@ -273,6 +276,7 @@ class RegisterWidget(QWidget):
                                   for p in result.candidates])
         self.apply_matrix(result.matrix)
         self._set_result_enabled(True)
+        self.correct.bind_keys(layers[1])
         self.status.setText(f"Registered in {result.seconds:.1f} s.")
 
     def _use_layers(self, fixed, moving, fixed_pts, moving_pts) -> None:
@@ -403,6 +407,7 @@ class RegisterWidget(QWidget):
         self.registered_points = None
         self._remove_masks()
         self.inspect.clear()
+        self.correct.unbind_keys()
         self.result = self._layers = None
         self.candidates.clear()
         self.summary.setText("")
@@ -420,22 +425,31 @@ class RegisterWidget(QWidget):
     def try_candidate(self, index: int | None = None) -> None:
         """Re-run the later stages from another pose candidate (the selected one) and show the outcome."""
         index = self.candidates.currentRow() if index is None else index
-        if self.worker is not None or self.result is None or not 0 <= index < len(self.result.candidates):
+        if self.result is not None and 0 <= index < len(self.result.candidates):
+            self._rerun({"candidate": index}, f"candidate {index}")
+
+    def refine_from_here(self) -> None:
+        """Run the refinement from the pose shown now (after a correction by hand) and show the outcome."""
+        if self.result is not None:
+            self._rerun({"start": self.result.matrix}, "your pose")
+
+    def _rerun(self, extra: dict, label: str) -> None:
+        if self.worker is not None:
             return
         moving, fixed, options = self._inputs
-        self.worker = _register_worker(moving, fixed, {**options, "candidate": index})
+        self.worker = _register_worker(moving, fixed, {**options, **extra})
         self.worker.yielded.connect(self._on_progress)
 
         def done(result):
             if self.result is None:  # a registered layer went (or Reset) while this ran
-                self.status.setText("Nothing applied: the registration was dropped while this pose ran.")
+                self.status.setText("Nothing applied: the registration was dropped while this ran.")
                 return
             self.result = result
             self.apply_matrix(result.matrix)
-            self.status.setText(f"Registered from candidate {index} in {result.seconds:.1f} s.")
+            self.status.setText(f"Registered from {label} in {result.seconds:.1f} s.")
 
         self.worker.returned.connect(done)
-        self._start(self.worker, f"Registering from candidate {index}…")
+        self._start(self.worker, f"Registering from {label}…")
 
     def try_alternative(self) -> None:
         """Re-register from the pose the verdict names as the best alternative (the other mirror state first)."""
