@@ -80,3 +80,19 @@ def test_common_levels_meet_at_one_pixel_size():
     # small images are used as they are; of two scales the finer image comes down to the coarser one
     assert common_levels([[(200, 100)], [(150, 150)]], [1.0, 1.0], 512) == [(0, 1.0), (0, 1.0)]
     assert common_levels([[(200, 100)], [(150, 150)]], [1.0, 2.0], 512) == [(0, 0.5), (0, 1.0)]
+
+
+def test_itk_and_elastix_texts_with_a_centre_of_rotation_are_read_right():
+    """Files written elsewhere often turn about a centre: A (p - c) + c + t maps fixed to moving points."""
+    ours = transforms.compose(transforms.rotation(20.0), transforms.translation(5.0, -3.0))
+    fixed_to_moving = transforms.invert(ours)
+    centre = np.array([40.0, 25.0])
+    linear = fixed_to_moving[:2, :2]
+    shift = fixed_to_moving[:2, 2] - centre + linear @ centre
+    params = " ".join(f"{v:.12g}" for v in [*linear.ravel(), *shift])
+    itk = f"#Insight Transform File V1.0\nTransform: AffineTransform_double_2_2\nParameters: {params}\nFixedParameters: 40 25\n"
+    elastix = f"(Transform \"AffineTransform\")\n(TransformParameters {params})\n(CenterOfRotationPoint 40 25)\n"
+    for text in (itk, elastix):
+        np.testing.assert_allclose(read_affine_parameters(text), ours, atol=1e-9)
+    with pytest.raises(InputError, match="6 numbers"):
+        read_affine_parameters("(TransformParameters 1 0 0 1)")

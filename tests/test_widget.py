@@ -207,6 +207,25 @@ def test_corrections_by_hand_change_the_affine_exactly_and_refine_returns(qtbot,
     assert KeyBinding.from_str("Right") not in moving.keymap and not widget.correct.isEnabled()
 
 
+@pytest.mark.parametrize("suffix", [".json", ".txt", ".tfm"], ids=["json", "elastix", "itk"])
+def test_an_exported_transform_applied_again_reproduces_the_registration(qtbot, setup, tmp_path, suffix):
+    """Export the transform, Reset, apply the file: the moving layer is placed exactly as registered."""
+    viewer, widget, errors = setup
+    register(qtbot, widget)
+    moving = viewer.layers["moving (restained)"]
+    registered_affine = np.array(moving.affine.affine_matrix)
+    path = tmp_path / f"transform{suffix}"
+    widget.export_transform(path)
+    widget.reset()
+    assert not np.allclose(moving.affine.affine_matrix, registered_affine)
+    widget.apply_saved_transform(path)
+    np.testing.assert_allclose(moving.affine.affine_matrix, registered_affine, atol=1e-6)
+    assert "no verdict" in widget.summary.text() and not widget.masks_button.isEnabled() and not errors
+    widget.refine_from_here()  # the imported pose gets a verdict
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert widget.result.verdict is not None and "confident" in widget.summary.text()
+
+
 def test_inspection_views_come_and_go_with_the_registration(qtbot, setup):
     """Each view is one extra layer over the pair (the user's layers untouched); Reset removes it."""
     viewer, widget, errors = setup

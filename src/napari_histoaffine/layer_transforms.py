@@ -13,6 +13,9 @@ i.e. exactly where the fixed layer shows the pixel ``R`` maps ``d`` to. Data are
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from . import transforms
@@ -127,10 +130,44 @@ def itk_tfm_text(registration_xy) -> str:
 
 
 def read_affine_parameters(text: str) -> np.ndarray:
-    """Our moving → fixed matrix back from an elastix or ITK affine text written above."""
+    """Our moving → fixed matrix back from an elastix ``TransformParameters`` or ITK ``.tfm`` affine text.
+
+    Both map fixed to moving points as ``A (p − c) + c + t`` with the centre ``c`` from
+    ``CenterOfRotationPoint`` (elastix) or ``FixedParameters`` (ITK); ours has ``c = 0``.
+    """
+    values: dict[str, list[float]] = {}
     for line in text.splitlines():
-        line = line.strip().strip("()")
-        if line.startswith(("TransformParameters ", "Parameters:")):
-            p = [float(v) for v in line.replace(":", " ").split()[1:]]
-            return transforms.invert(np.array([[p[0], p[1], p[4]], [p[2], p[3], p[5]], [0.0, 0.0, 1.0]]))
-    raise InputError("no affine parameters found in transform text")
+        line = line.strip().strip("()").replace(":", " ")
+        key, *rest = line.split() or [""]
+        if key in ("TransformParameters", "Parameters", "CenterOfRotationPoint", "FixedParameters"):
+            try:
+                values[key] = [float(v) for v in rest]
+            except ValueError:
+                raise InputError(f"unreadable numbers in the transform's {key} line") from None
+    parameters = values.get("TransformParameters") or values.get("Parameters")
+    if parameters is None or len(parameters) != 6:
+        raise InputError("no 2-D affine parameters (6 numbers) found in the transform text")
+    centre = np.array((values.get("CenterOfRotationPoint") or values.get("FixedParameters") or [0.0, 0.0])[:2])
+    linear = np.array(parameters[:4]).reshape(2, 2)
+    fixed_to_moving = np.eye(3)
+    fixed_to_moving[:2, :2] = linear
+    fixed_to_moving[:2, 2] = np.array(parameters[4:]) + centre - linear @ centre
+    return transforms.invert(fixed_to_moving)
+
+
+def read_transform_file(path) -> np.ndarray:
+    """Our moving → fixed matrix from a file: our JSON (its ``matrix``), ITK ``.tfm`` or elastix parameters."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"Cannot read transform file {path}: {exc}") from exc
+    if path.suffix.lower() != ".json":
+        return read_affine_parameters(text)
+    try:
+        matrix = np.array(json.loads(text)["matrix"], float)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path.name} is not a transform JSON with a 3x3 'matrix'") from exc
+    if matrix.shape != (3, 3) or not np.isfinite(matrix).all():
+        raise InputError(f"{path.name} is not a transform JSON with a 3x3 'matrix'")
+    return matrix

@@ -19,11 +19,12 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QFra
 from .. import io, transforms
 from ..errors import HistoAffineError, InputError
 from ..layer_transforms import (common_levels, data_to_world_matrix, elastix_affine_text, fit_affine, itk_tfm_text,
-                                layer_matrices, moving_layer_affine, points_between, rowcol_to_xy)
+                                layer_matrices, moving_layer_affine, points_between, read_transform_file, rowcol_to_xy)
 from ..metrics import image_diagonal, tre
 from ..models import default_weights_path
 from ..pipeline import register_steps
 from ..preprocess import DEFAULT_WORKING_SIZE, resample
+from ..results import RegistrationResult
 from .correction_controls import CorrectionControls
 from .inspection_controls import InspectionControls
 from .landmark_table import LandmarkTable
@@ -156,6 +157,7 @@ class RegisterWidget(QWidget):
         self.refit_button = make_button("Refit from landmarks", self.refit_from_landmarks)
         self.reset_button = make_button("Reset", self.reset)
         self.export_transform_button = make_button("Export transform…", self._ask_export_transform)
+        self.import_transform_button = make_button("Apply saved transform…", self._ask_apply_transform)
         self.export_points_button = make_button("Export landmarks…", self._ask_export_landmarks)
         self.export_slide_button = make_button("Export warped slide…", self._ask_export_slide)
         self.table = LandmarkTable()
@@ -167,7 +169,8 @@ class RegisterWidget(QWidget):
         box.addWidget(QLabel("Pose candidates (angle, mirror, score):"))
         box.addWidget(self.candidates)
         for row in ((self.try_button, self.overlay_button), (self.masks_button, self.refit_button), (self.reset_button,),
-                    (self.export_transform_button, self.export_points_button), (self.export_slide_button,)):
+                    (self.export_transform_button, self.export_points_button),
+                    (self.export_slide_button, self.import_transform_button)):
             line = QHBoxLayout()
             for button in row:
                 line.addWidget(button)
@@ -190,9 +193,10 @@ class RegisterWidget(QWidget):
         self._set_result_enabled(False)
 
     def _set_result_enabled(self, enabled: bool) -> None:
-        for w in (self.try_button, self.overlay_button, self.masks_button, self.refit_button, self.export_transform_button,
+        for w in (self.try_button, self.overlay_button, self.refit_button, self.export_transform_button,
                   self.export_points_button, self.export_slide_button):
             w.setEnabled(enabled)
+        self.masks_button.setEnabled(enabled and self.result is not None and self.result.masks is not None)
         self._offer_alternative()
 
     def _offer_alternative(self) -> None:
@@ -269,6 +273,10 @@ class RegisterWidget(QWidget):
             show_error("A layer of this registration was removed while it ran; nothing was applied")
             self.status.setText("Nothing applied: a layer was removed while the registration ran.")
             return
+        self._show_result(layers, result, f"Registered in {result.seconds:.1f} s.")
+
+    def _show_result(self, layers, result, message: str) -> None:
+        """Make ``result`` the shown registration of ``layers`` (fixed, moving and their landmarks)."""
         self._use_layers(*layers)
         self.result = result
         self.candidates.clear()
@@ -277,7 +285,28 @@ class RegisterWidget(QWidget):
         self.apply_matrix(result.matrix)
         self._set_result_enabled(True)
         self.correct.bind_keys(layers[1])
-        self.status.setText(f"Registered in {result.seconds:.1f} s.")
+        self.status.setText(message)
+
+    def apply_saved_transform(self, path) -> None:
+        """Show a saved transform (ours, elastix or ITK) of the picked moving layer onto the picked fixed one.
+
+        It has no verdict until *Refine from here* runs the refinement from it.
+        """
+        if self.worker is not None:
+            return
+        try:
+            matrix = read_transform_file(path)
+            layers = self.pickers.selected()
+            (fixed, fixed_full), (moving, moving_full) = pair_arrays(layers[:2], DEFAULT_WORKING_SIZE)
+        except HistoAffineError as exc:
+            show_error(str(exc))
+            return
+        self._inputs = (moving, fixed, {"model": self._model(), "refine": True, "working_size": DEFAULT_WORKING_SIZE,
+                                        "moving_full_shape": moving_full, "fixed_full_shape": fixed_full})
+        angle, mirrored = transforms.rotation_and_mirror(matrix)
+        result = RegistrationResult(matrix, moving_full, fixed_full, ["imported"], {}, float("nan"), float("nan"),
+                                    angle, mirrored, [], tissue_overlap=float("nan"))
+        self._show_result(layers, result, f"Applied {Path(path).name} (no verdict: Refine from here judges it).")
 
     def _use_layers(self, fixed, moving, fixed_pts, moving_pts) -> None:
         """Remember the registered layers and follow edits of their landmarks."""
@@ -320,8 +349,10 @@ class RegisterWidget(QWidget):
 
     def _show_summary(self, note: str = "") -> None:
         r = self.result
-        v, percent = r.verdict, f"{100 * r.verdict.confidence:.0f} %"
-        flag = (f"<b style='color:#f80'>check this result ({percent}): {v.reason}</b>" if v.flagged
+        v = r.verdict
+        percent = f"{100 * v.confidence:.0f} %" if v is not None else ""
+        flag = ("<b>no verdict: a transform set from outside (Refine from here judges it)</b>" if v is None else
+                f"<b style='color:#f80'>check this result ({percent}): {v.reason}</b>" if v.flagged
                 else f"<b style='color:#3c3'>confident ({percent})</b>")
         self.summary.setText(f"Rotation {r.rotation_deg:.1f}°, {'mirrored' if r.flipped else 'not mirrored'}<br>"
                              f"NCC {r.ncc_before:.2f} → {r.ncc_after:.2f}, tissue overlap {r.tissue_overlap:.2f}<br>"
@@ -493,6 +524,12 @@ class RegisterWidget(QWidget):
         path, _ = QFileDialog.getSaveFileName(self, "Export transform", "transform.json",
                                               "JSON (*.json);;elastix parameters (*.txt);;ITK transform (*.tfm)")
         self._export(self.export_transform, path)
+
+    def _ask_apply_transform(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Apply a saved transform", "",
+                                              "Transforms (*.json *.txt *.tfm);;All files (*)")
+        if path:
+            self.apply_saved_transform(path)
 
     def _ask_export_landmarks(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export mapped landmarks", "registered_landmarks.csv", "CSV (*.csv)")
