@@ -22,10 +22,34 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from collections.abc import Generator
+
 from . import batch, io, metrics, slides, transforms
-from .errors import InputError
+from .errors import HistoAffineError, InputError
+from .pipeline import register
+from .results import Progress, RegistrationResult
 
 SUMMARY_COLUMNS = ("section", "rotation_deg", "mirrored", "confidence", "flagged", "rtre_median", "error")
+
+
+def register_sections_steps(reference: np.ndarray, sections: list[tuple[str, np.ndarray, tuple]], reference_full_shape,
+                            **register_options) -> Generator[Progress, None, dict]:
+    """Register in-memory sections ``(name, array, full shape)`` onto ``reference`` one by one.
+
+    Yields progress after each section (so a GUI can cancel between sections) and returns
+    ``{name: RegistrationResult or the error message}``; a section that fails does not stop the rest.
+    """
+    outcomes: dict[str, RegistrationResult | str] = {}
+    for i, (name, array, full_shape) in enumerate(sections):
+        try:
+            outcomes[name] = register(array, reference, moving_full_shape=full_shape,
+                                      fixed_full_shape=reference_full_shape, **register_options)
+            verdict = outcomes[name].verdict
+            message = f"{name}: {'check it' if verdict.flagged else 'confident'}"
+        except HistoAffineError as exc:
+            outcomes[name] = message = f"{name}: {exc}"
+        yield Progress("series", (i + 1) / len(sections), message)
+    return outcomes
 
 
 def _section(path) -> str:
