@@ -166,6 +166,44 @@ def test_both_docks_fit_a_small_screen(qtbot, setup):
         assert dock.minimumSizeHint().height() < 300
 
 
+def test_keys_register_toggle_the_overlay_and_the_checkerboard_and_a_row_click_centres(qtbot, setup):
+    viewer, widget, errors = setup
+
+    def press(key):
+        viewer.keymap[KeyBinding.from_str(key)](viewer)
+
+    press("Alt-R")
+    assert widget.worker is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    moving = viewer.layers["moving (restained)"]
+    opacity = moving.opacity
+    press("Alt-O")
+    assert moving.opacity != opacity
+    press("Alt-C")
+    assert widget.inspect.layer is not None and widget.inspect.layer.name == "inspection: checkerboard"
+    press("Alt-C")
+    assert widget.inspect.layer is None
+    widget.table.table.cellClicked.emit(5, 0)
+    fixed_pts = viewer.layers["fixed landmarks"]
+    assert fixed_pts.selected_data == {5}
+    np.testing.assert_allclose(viewer.camera.center[-2:], fixed_pts.data_to_world(fixed_pts.data[5]))
+    assert "Confidence" in widget.summary.toolTip() and not errors
+
+
+def test_moving_landmarks_follow_their_image_and_reset_puts_them_back(qtbot, setup):
+    viewer, widget, errors = setup
+    moving_pts, fixed_pts = viewer.layers["moving landmarks"], viewer.layers["fixed landmarks"]
+    before = np.array(moving_pts.affine.affine_matrix)
+    register(qtbot, widget)
+    on_screen = np.array([moving_pts.data_to_world(p) for p in moving_pts.data])
+    targets = np.array([fixed_pts.data_to_world(p) for p in fixed_pts.data])
+    assert np.median(np.hypot(*(on_screen - targets).T)) < RTRE_LIMIT * np.hypot(*viewer.layers["fixed (IHC)"].data.shape[:2])
+    assert len(widget.table.rtre) == 36 and np.median(widget.table.rtre) < RTRE_LIMIT  # the table is unchanged by it
+    widget.reset()
+    np.testing.assert_array_equal(moving_pts.affine.affine_matrix, before)
+    assert not errors
+
+
 def test_corrections_by_hand_change_the_affine_exactly_and_refine_returns(qtbot, setup):
     """Flip, turn and nudge compose exactly the expected matrix with the registration; after a 5° turn by
     hand, Refine from here returns to the registered pose (median rTRE change < 0.002)."""

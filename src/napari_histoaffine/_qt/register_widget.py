@@ -26,12 +26,15 @@ from ..pipeline import register_steps
 from ..preprocess import DEFAULT_WORKING_SIZE, resample
 from ..results import RegistrationResult
 from .correction_controls import CorrectionControls
-from .inspection_controls import InspectionControls
+from .inspection_controls import OFF, InspectionControls
 from .landmark_table import LandmarkTable
 from .layer_pickers import LayerPairPicker, same_layer
 
 BUNDLED, WEIGHTS_FILE = "bundled default", "weights file…"
 OVERLAY_OPACITY = 0.5
+KEYS = {"Alt-R": lambda widget: widget.start_registration(),  # viewer key bindings while the dock is open
+        "Alt-O": lambda widget: widget.toggle_overlay(),
+        "Alt-C": lambda widget: widget.toggle_checkerboard()}
 
 
 @thread_worker
@@ -112,6 +115,9 @@ class RegisterWidget(QWidget):
         self.pickers = LayerPairPicker(napari_viewer, hidden=lambda layer: same_layer(layer, self.registered_points))
         self._build()
         napari_viewer.layers.events.removed.connect(self._on_layer_removed)
+        for key, action in KEYS.items():  # listed in the README; they go with the dock
+            napari_viewer.bind_key(key, lambda _, action=action: action(self), overwrite=True)
+        self.destroyed.connect(lambda: [napari_viewer.bind_key(key, None) for key in KEYS])
 
     # ---------------------------------------------------------------- layout
     def _build(self) -> None:
@@ -161,6 +167,13 @@ class RegisterWidget(QWidget):
         self.export_points_button = make_button("Export landmarks…", self._ask_export_landmarks)
         self.export_slide_button = make_button("Export warped slide…", self._ask_export_slide)
         self.table = LandmarkTable()
+        self.table.table.cellClicked.connect(self.centre_on_landmark)
+        self.summary.setToolTip("NCC: normalised cross-correlation of the tissue structure before → after (1 is a "
+                                "perfect match; it differs between stains, so compare it within a pair).\n"
+                                "Confidence: how clearly this pose beats every different pose tried on this pair "
+                                "(the mirror image, other turns); flagged below 50 %.")
+        self.candidates.setToolTip("Poses the rotation/mirror search found, best first (score: its structure NCC at "
+                                   "low resolution). Try one to re-run the later stages from it.")
 
         result_box = QGroupBox("Result")
         box = QVBoxLayout(result_box)
@@ -317,10 +330,19 @@ class RegisterWidget(QWidget):
         own, _ = layer_matrices(moving)
         self._moving_world0 = self._saved[key][1] @ own
         self._layers = (fixed, moving, fixed_pts, moving_pts)
+        if moving_pts is not None:  # the moving landmarks follow their image while it is registered
+            self._saved.setdefault(moving_pts.unique_id, (moving_pts, np.array(moving_pts.affine.affine_matrix),
+                                                          moving_pts.opacity))
         if fixed_pts is not None:
             self._connect(fixed_pts.events.data, self.update_table)
         if moving_pts is not None:
             self._connect(moving_pts.events.data, self._update_registered_points)
+
+    def _world0(self, layer) -> np.ndarray:
+        """A layer's data → world matrix as it was before this widget changed its affine."""
+        saved = self._saved.get(layer.unique_id)
+        affine = saved[1] if saved is not None else np.asarray(layer.affine.affine_matrix)
+        return affine @ layer_matrices(layer)[0]
 
     def _disconnect(self) -> None:
         for emitter, callback in self._connections:
@@ -334,11 +356,15 @@ class RegisterWidget(QWidget):
     # ---------------------------------------------------------------- showing a transform
     def apply_matrix(self, matrix) -> None:
         """Show ``matrix`` (moving → fixed full-resolution pixels, ``(x, y)``) via the moving layer's affine."""
-        fixed, moving, _, _ = self._layers
+        fixed, moving, _, moving_pts = self._layers
         self.result = replace(self.result, matrix=np.asarray(matrix, float))
         own, _ = layer_matrices(moving)
         moving.affine = moving_layer_affine(matrix, data_to_world_matrix(fixed), own)
         moving.opacity = OVERLAY_OPACITY
+        if moving_pts is not None:  # through the moving image's data, as the image goes
+            points_to_moving_data = np.linalg.inv(self._moving_world0) @ self._world0(moving_pts)
+            moving_pts.affine = (data_to_world_matrix(fixed) @ transforms.xy_to_rowcol(matrix) @ points_to_moving_data
+                                 @ np.linalg.inv(layer_matrices(moving_pts)[0]))
         self._show_summary()
         self._update_registered_points()
         moving_array, fixed_array, options = self._inputs
@@ -364,7 +390,7 @@ class RegisterWidget(QWidget):
         moving_pts = self._layers[3]
         if moving_pts is None:
             return None
-        in_moving = points_between(moving_pts.data, data_to_world_matrix(moving_pts), self._moving_world0)
+        in_moving = points_between(moving_pts.data, self._world0(moving_pts), self._moving_world0)
         return transforms.apply_to_points(self.result.matrix, rowcol_to_xy(in_moving))
 
     def _update_registered_points(self, event=None) -> None:
@@ -406,8 +432,26 @@ class RegisterWidget(QWidget):
 
     def toggle_overlay(self) -> None:
         """One-click comparison: moving layer half transparent over the fixed one, or opaque."""
+        if self._layers is None:
+            return
         moving = self._layers[1]
         moving.opacity = 1.0 if moving.opacity < 1.0 else OVERLAY_OPACITY
+
+    def toggle_checkerboard(self) -> None:
+        """The checkerboard view on or off (a key binding)."""
+        if self.inspect.isEnabled():
+            combo = self.inspect.view_combo
+            combo.setCurrentText("checkerboard" if combo.currentText() != "checkerboard" else OFF)
+
+    def centre_on_landmark(self, row: int, _column: int = 0) -> None:
+        """Select the landmark of a clicked table row in both landmark layers and centre the view on it."""
+        if self._layers is None or self._layers[2] is None or row >= len(self._layers[2].data):
+            return
+        _, _, fixed_pts, moving_pts = self._layers
+        for layer in (fixed_pts, moving_pts):
+            if layer is not None and row < len(layer.data):
+                layer.selected_data = {row}
+        self.viewer.camera.center = fixed_pts.data_to_world(fixed_pts.data[row])
 
     def show_masks(self) -> None:
         """The tissue masks the registration used, as Labels layers over their images (fixed 1, moving 2)."""
@@ -493,7 +537,7 @@ class RegisterWidget(QWidget):
             if fixed_pts is None or moving_pts is None:
                 raise InputError("Refit needs both a fixed and a moving landmark layer")
             target = points_between(fixed_pts.data, data_to_world_matrix(fixed_pts), data_to_world_matrix(fixed))
-            source = points_between(moving_pts.data, data_to_world_matrix(moving_pts), self._moving_world0)
+            source = points_between(moving_pts.data, self._world0(moving_pts), self._moving_world0)
             matrix = fit_affine(rowcol_to_xy(source), rowcol_to_xy(target))
         except HistoAffineError as exc:
             show_error(str(exc))
