@@ -50,6 +50,15 @@ def test_landmark_reader_writer_round_trip(tmp_path):
     assert out.read_text().splitlines()[0] == ",X,Y"
 
 
+def test_landmark_files_opened_one_after_the_other_get_distinct_colours(tmp_path):
+    """Fixed and moving landmarks opened from files must not look alike (nor like the mapped ones, magenta)."""
+    io.write_landmarks(tmp_path / "fixed.csv", np.ones((3, 2)))
+    io.write_landmarks(tmp_path / "moving.csv", np.ones((3, 2)))
+    colours = [get_landmark_reader(str(tmp_path / f"{n}.csv"))(str(tmp_path / f"{n}.csv"))[0][1]["face_color"]
+               for n in ("fixed", "moving")]
+    assert colours[0] != colours[1] and "magenta" not in colours
+
+
 def test_landmark_reader_declines_other_csv(tmp_path):
     other = tmp_path / "table.csv"
     other.write_text("a,b\n1,2\n")

@@ -219,6 +219,7 @@ def test_corrections_by_hand_change_the_affine_exactly_and_refine_returns(qtbot,
 
     widget.correct.change(transforms.mirror_x())
     np.testing.assert_allclose(widget.result.matrix, about_centre(transforms.mirror_x()), atol=1e-9)
+    assert "moved by hand" in widget.summary.text()
     fixed = viewer.layers["fixed (IHC)"]
     np.testing.assert_allclose(moving.affine.affine_matrix, moving_layer_affine(
         widget.result.matrix, data_to_world_matrix(fixed), layer_matrices(moving)[0]), atol=1e-9)

@@ -4,6 +4,7 @@ ANHIR files store ``(x, y)`` = (column, row); napari points are ``(row, col)``: 
 """
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ from .errors import InputError
 from .layer_transforms import rowcol_to_xy
 
 LANDMARK_STYLE = {"size": 12, "border_width": 0.15, "symbol": "disc"}
+# landmark files opened one after the other get distinct colours (magenta is for mapped landmarks)
+_LANDMARK_COLOURS = itertools.cycle(("cyan", "orange", "lime", "yellow", "violet"))
 _TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".ndpi", ".btf")
 
 
@@ -57,7 +60,7 @@ def get_landmark_reader(path):
 def read_landmark_layers(path) -> list[tuple]:
     """One Points layer per landmark CSV, named after the file."""
     paths = path if isinstance(path, list) else [path]
-    return [landmark_layer(io.read_landmarks(p), Path(p).stem, "yellow") for p in paths]
+    return [landmark_layer(io.read_landmarks(p), Path(p).stem, next(_LANDMARK_COLOURS)) for p in paths]
 
 
 def get_pyramid_reader(path):

@@ -47,6 +47,8 @@ class CorrectionControls(QGroupBox):
         centre = transforms.apply_to_points(result.matrix, [[(cols - 1) / 2, (rows - 1) / 2]])[0]
         self.register.apply_matrix(transforms.compose(result.matrix, transforms.translation(-centre[0], -centre[1]),
                                                       about_centre, transforms.translation(centre[0], centre[1])))
+        self.register.show_summary(" (moved by hand: the verdict above is the registration's; Refine from here "
+                                    "judges this pose)")
 
     def bind_keys(self, moving_layer) -> None:
         """Arrow keys nudge and Shift+Left/Right turn by 1° while ``moving_layer`` is the active layer."""

@@ -365,7 +365,7 @@ class RegisterWidget(QWidget):
             points_to_moving_data = np.linalg.inv(self._moving_world0) @ self._world0(moving_pts)
             moving_pts.affine = (data_to_world_matrix(fixed) @ transforms.xy_to_rowcol(matrix) @ points_to_moving_data
                                  @ np.linalg.inv(layer_matrices(moving_pts)[0]))
-        self._show_summary()
+        self.show_summary()
         self._update_registered_points()
         moving_array, fixed_array, options = self._inputs
         fixed_to_full = transforms.resample_matrix(fixed_array.shape, options["fixed_full_shape"])
@@ -373,7 +373,7 @@ class RegisterWidget(QWidget):
                                             matrix, transforms.invert(fixed_to_full))
         self.inspect.show_pair(fixed_array, moving_array, between_arrays, fixed, fixed_to_full)
 
-    def _show_summary(self, note: str = "") -> None:
+    def show_summary(self, note: str = "") -> None:
         r = self.result
         v = r.verdict
         percent = f"{100 * v.confidence:.0f} %" if v is not None else ""
@@ -543,7 +543,7 @@ class RegisterWidget(QWidget):
             show_error(str(exc))
             return
         self.apply_matrix(matrix)
-        self._show_summary(" (matrix refitted from landmarks; NCC and verdict are the automatic result's)")
+        self.show_summary(" (matrix refitted from landmarks; NCC and verdict are the automatic result's)")
 
     # ---------------------------------------------------------------- export
     def export_transform(self, path) -> None:
