@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import tifffile
 
 from napari_histoaffine import io, transforms
 from napari_histoaffine.cli import main
@@ -30,7 +31,7 @@ def test_a_series_with_an_unreadable_section_registers_the_rest(sample_series, t
     folder, pair = sample_series
     out = tmp_path / "out"
     sections = [str(folder / f"{name}.png") for name in ("second", "broken", "third")]
-    assert main(["register-series", str(folder / "reference.png"), *sections, "--out", str(out)]) == 0
+    assert main(["register-series", str(folder / "reference.png"), *sections, "--out", str(out), "--warp"]) == 0
     summary = pd.read_csv(out / "summary.csv", keep_default_na=False).set_index("section")
     assert list(summary.index) == ["second", "broken", "third"]
     assert summary.loc["broken", "error"].startswith("Cannot read image")
@@ -41,6 +42,8 @@ def test_a_series_with_an_unreadable_section_registers_the_rest(sample_series, t
     assert np.median(np.hypot(*(moved - pair.fixed_landmarks).T)) < 0.005 * np.hypot(*pair.fixed.shape[:2])
     assert saved["fixed_shape"] == list(pair.fixed.shape[:2]) and 0.5 < saved["confidence"] <= 1.0
     assert not (out / "broken").exists()
+    warped = tifffile.imread(out / "second" / "warped.ome.tif")  # the section on the reference's grid
+    assert warped.shape == pair.fixed.shape
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data/anhir-lung-lesion-3 (the five real stains)")
