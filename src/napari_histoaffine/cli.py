@@ -87,7 +87,7 @@ def _run_register(args: argparse.Namespace) -> int:
     return 0
 
 
-PREVIEW_MAX = 4096  # long side of warped.png for whole-slide images; `histoaffine warp` writes full resolution
+PREVIEW_MAX = 2048  # long side of warped.png for whole-slide images; `histoaffine warp` writes full resolution
 
 
 def _preview(moving_path, moving: io.ImageLevel, result) -> tuple[np.ndarray, np.dtype, str]:

@@ -222,7 +222,8 @@ def write_image(path, array) -> None:
         array = np.round(np.nan_to_num(array) * 255.0).astype(np.uint8)
     elif array.dtype == bool:
         array = array.astype(np.uint8) * 255
-    encoded = imagecodecs.png_encode(array) if suffix == ".png" else imagecodecs.jpeg8_encode(array, level=95)
+    # PNG at zlib level 1: a fifth of the time of the default for a few per cent more bytes
+    encoded = imagecodecs.png_encode(array, level=1) if suffix == ".png" else imagecodecs.jpeg8_encode(array, level=95)
     with atomic_write(path, "wb") as f:
         f.write(encoded)
 

@@ -32,7 +32,7 @@ from scipy import ndimage
 
 from . import io
 from .errors import InputError
-from .transforms import compose, invert, resample_matrix, scaling, translation, xy_to_rowcol
+from .transforms import compose, invert, resample_matrix, sample_bilinear, scaling, translation, xy_to_rowcol
 
 CHUNK = 1024  # target side of dask chunks (rounded to whole tiles)
 WRITE_TILE = 256
@@ -313,7 +313,7 @@ def warp_block(source, block_to_moving: np.ndarray, shape, *, factor: int = 1, o
         half = (factor - 1) / 2.0
         matrix = compose(matrix, invert(compose(scaling(factor), translation(half, half))))
     if order == 1:
-        return _to_dtype(_bilinear(region, matrix, (rows, cols), fill), dtype)
+        return _to_dtype(sample_bilinear(region, matrix, (rows, cols), fill), dtype)
     rc = xy_to_rowcol(matrix)
     planes = [region] if region.ndim == 2 else [region[..., c] for c in range(region.shape[-1])]
     fills = np.broadcast_to(fill, (len(planes),))
@@ -322,30 +322,6 @@ def warp_block(source, block_to_moving: np.ndarray, shape, *, factor: int = 1, o
               for plane, value in zip(planes, fills)]
     out = warped[0] if region.ndim == 2 else np.stack(warped, axis=-1)
     return _to_dtype(out, dtype)
-
-
-def _bilinear(region: np.ndarray, out_to_region: np.ndarray, shape, fill: np.ndarray) -> np.ndarray:
-    """Bilinear samples of ``region`` at ``out_to_region`` (``(x, y)`` output → region pixels) of every output pixel,
-    ``fill`` outside: torch's ``grid_sample`` on all channels at once (several times faster than
-    ``ndimage.affine_transform`` per channel, same pixel-centre convention and border blending)."""
-    import torch
-    import torch.nn.functional as F
-
-    rows, cols = shape
-    h, w = region.shape[:2]
-    planes = torch.from_numpy(np.ascontiguousarray(region, np.float32)).reshape(h, w, -1).permute(2, 0, 1)
-    background = torch.from_numpy(np.broadcast_to(fill, (planes.shape[0],)).astype(np.float32)).view(-1, 1, 1)
-    # region pixel (x, y) → grid_sample's align_corners=True coordinates: centres of the corner pixels at ±1
-    to_grid = np.array([[2.0 / max(w - 1, 1), 0.0, -1.0], [0.0, 2.0 / max(h - 1, 1), -1.0], [0.0, 0.0, 1.0]])
-    theta = torch.from_numpy((to_grid @ np.asarray(out_to_region, float))[:2]).float()
-    ys, xs = torch.meshgrid(torch.arange(rows, dtype=torch.float32), torch.arange(cols, dtype=torch.float32),
-                            indexing="ij")
-    grid = torch.stack([xs, ys, torch.ones_like(xs)], -1) @ theta.T
-    with torch.inference_mode():
-        out = F.grid_sample((planes - background)[None], grid[None], mode="bilinear", padding_mode="zeros",
-                            align_corners=True)[0] + background
-    out = out.permute(1, 2, 0).numpy()
-    return out[..., 0] if region.ndim == 2 else out
 
 
 def _level_tiles(sources, matrix, full_shape, level_shape, tile: int, write_tile: int, order: int, background,

@@ -121,11 +121,13 @@ def apply_to_points(matrix: np.ndarray, points_xy) -> np.ndarray:
 def warp_image(image: np.ndarray, matrix: np.ndarray, output_shape, order: int = 1, cval: float = 0.0) -> np.ndarray:
     """Warp a moving image onto a grid of ``output_shape`` (rows, cols) with ``p_out = matrix @ p_in``.
 
-    Works for 2-D images and for channel-last images ``(rows, cols, channels)``.
+    Works for 2-D images and for channel-last images ``(rows, cols, channels)``; float32 out.
     """
     image = np.asarray(image)
-    inverse_rc = xy_to_rowcol(invert(matrix))
     out_shape = tuple(int(v) for v in output_shape[:2])
+    if order == 1:
+        return sample_bilinear(image, invert(matrix), out_shape, cval)
+    inverse_rc = xy_to_rowcol(invert(matrix))
 
     def warp_plane(plane):
         return ndimage.affine_transform(
@@ -135,6 +137,30 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, output_shape, order: int =
     if image.ndim == 2:
         return warp_plane(image)
     return np.stack([warp_plane(image[..., c]) for c in range(image.shape[-1])], axis=-1)
+
+
+def sample_bilinear(image: np.ndarray, out_to_image: np.ndarray, shape, fill=0.0) -> np.ndarray:
+    """Bilinear samples of ``image`` at ``out_to_image @ (x, y, 1)`` for every output pixel; ``fill`` outside.
+
+    Pixel centres at integers, as everywhere here; ``fill`` is a value or one per channel, blended
+    in over the one-pixel rim at the image's edge. torch's ``grid_sample`` on all channels at once
+    is several times faster than ``ndimage.affine_transform`` per channel. Float32 out.
+    """
+    rows, cols = (int(v) for v in shape[:2])
+    h, w = image.shape[:2]
+    planes = torch.from_numpy(np.ascontiguousarray(image, np.float32)).reshape(h, w, -1).permute(2, 0, 1)
+    background = torch.from_numpy(np.broadcast_to(np.asarray(fill, np.float32), (planes.shape[0],)).copy()).view(-1, 1, 1)
+    # image pixel (x, y) → grid_sample's align_corners=True coordinates: corner pixel centres at ±1
+    to_grid = np.array([[2.0 / max(w - 1, 1), 0.0, -1.0], [0.0, 2.0 / max(h - 1, 1), -1.0], [0.0, 0.0, 1.0]])
+    theta = torch.from_numpy((to_grid @ np.asarray(out_to_image, float))[:2]).float()
+    ys, xs = torch.meshgrid(torch.arange(rows, dtype=torch.float32), torch.arange(cols, dtype=torch.float32),
+                            indexing="ij")
+    grid = torch.stack([xs, ys, torch.ones_like(xs)], -1) @ theta.T
+    with torch.inference_mode():
+        out = F.grid_sample((planes - background)[None], grid[None], mode="bilinear", padding_mode="zeros",
+                            align_corners=True)[0] + background
+    out = out.permute(1, 2, 0).contiguous().numpy()
+    return out[..., 0].copy() if image.ndim == 2 else out
 
 
 def pixel_to_normalized(shape) -> np.ndarray:
