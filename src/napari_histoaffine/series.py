@@ -17,12 +17,11 @@ rotation, mirror, confidence, flagged, rTRE where both landmark files are found,
 from __future__ import annotations
 
 import json
+from collections.abc import Generator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from collections.abc import Generator
 
 from . import batch, io, metrics, slides, transforms
 from .errors import HistoAffineError, InputError

@@ -69,7 +69,7 @@ def assess(race: Race, winner: int, final_ncc: float) -> Verdict:
     poses, different = _different_poses(race, winner)
     similarities = race.similarities
     rival = max(different, key=lambda i: similarities[i], default=None)
-    margin = pose_margin(race, winner)
+    margin = similarities[winner] - (similarities[rival] if rival is not None else 0.0)  # as pose_margin
     pose_confidence = _logistic(margin, MARGIN_MIDPOINT, MARGIN_WIDTH)
     fit_confidence = _logistic(final_ncc, NCC_MIDPOINT, NCC_WIDTH)
     confidence = min(pose_confidence, fit_confidence)

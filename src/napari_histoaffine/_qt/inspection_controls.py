@@ -22,7 +22,8 @@ class InspectionControls(QGroupBox):
         super().__init__("Inspect")
         self.viewer = viewer
         self.layer = None
-        self._pair = None  # (fixed array, warped moving array, world affine of the arrays' grid)
+        self._pair = None  # (fixed array, moving array, matrix between them, world affine of the fixed array's grid)
+        self._warped = None  # the moving array on the fixed grid, made when a view first needs it
         self.view_combo = QComboBox()
         self.view_combo.addItems([OFF, *inspection.VIEWS])
         self.view_combo.currentTextChanged.connect(lambda _: self.update_view())
@@ -37,10 +38,11 @@ class InspectionControls(QGroupBox):
 
     def show_pair(self, fixed: np.ndarray, moving: np.ndarray, matrix: np.ndarray, fixed_layer, fixed_to_full) -> None:
         """Make views of a registration: arrays as registered, ``matrix`` between them (moving → fixed pixels),
-        ``fixed_to_full`` from the fixed array's pixels to the fixed layer's data pixels."""
-        warped = inspection.warped_onto_fixed(moving, fixed.shape, matrix)
+        ``fixed_to_full`` from the fixed array's pixels to the fixed layer's data pixels. The moving array is
+        warped only when a view is shown (a nudge by hand calls this on every key press)."""
         affine = data_to_world_matrix(fixed_layer) @ transforms.xy_to_rowcol(fixed_to_full)
-        self._pair = (fixed, warped, affine)
+        self._pair = (fixed, moving, matrix, affine)
+        self._warped = None
         self.setEnabled(True)
         self.update_view()
 
@@ -48,9 +50,11 @@ class InspectionControls(QGroupBox):
         name = self.view_combo.currentText()
         if self._pair is None or name == OFF:
             return self._remove_layer()
-        fixed, warped, affine = self._pair
+        fixed, moving, matrix, affine = self._pair
+        if self._warped is None:
+            self._warped = inspection.warped_onto_fixed(moving, fixed.shape, matrix)
         tile = max(4, round(self.slider.value() / 100 * max(fixed.shape[:2]) / 4))  # up to a quarter of the image
-        data = inspection.view(name, fixed, warped, tile if name == "checkerboard" else self.slider.value() / 100)
+        data = inspection.view(name, fixed, self._warped, tile if name == "checkerboard" else self.slider.value() / 100)
         title = f"inspection: {name}"
         if self.layer is not None and self.layer in self.viewer.layers and self.layer.rgb == (data.ndim == 3):
             self.layer.data, self.layer.name = data, title
@@ -61,7 +65,7 @@ class InspectionControls(QGroupBox):
 
     def clear(self) -> None:
         """Forget the pair and remove the view (Reset)."""
-        self._pair = None
+        self._pair = self._warped = None
         self.view_combo.setCurrentText(OFF)
         self._remove_layer()
         self.setEnabled(False)
