@@ -233,16 +233,20 @@ class RegisterWidget(QWidget):
         return path
 
     # ---------------------------------------------------------------- registration
+    def _picked_inputs(self):
+        """The picked layers, and the arrays (at one pixel size) and options the engine gets; raises HistoAffineError."""
+        layers = self.pickers.selected()
+        (fixed, fixed_full), (moving, moving_full) = pair_arrays(layers[:2], DEFAULT_WORKING_SIZE)
+        options = {"model": self._model(), "refine": self.refine_check.isChecked(), "working_size": DEFAULT_WORKING_SIZE,
+                   "moving_full_shape": moving_full, "fixed_full_shape": fixed_full}
+        return layers, (moving, fixed, options)
+
     def start_registration(self) -> None:
         """Validate the inputs, then register in a worker thread (progress per stage; Cancel stops it)."""
         if self.worker is not None:
             return
         try:
-            layers = self.pickers.selected()
-            (fixed, fixed_full), (moving, moving_full) = pair_arrays(layers[:2], DEFAULT_WORKING_SIZE)
-            options = {"model": self._model(), "refine": self.refine_check.isChecked(),
-                       "working_size": DEFAULT_WORKING_SIZE,
-                       "moving_full_shape": moving_full, "fixed_full_shape": fixed_full}
+            layers, (moving, fixed, options) = self._picked_inputs()
         except HistoAffineError as exc:
             show_error(str(exc))
             self.status.setText("Not registered: the input was refused (see the message).")
@@ -309,16 +313,14 @@ class RegisterWidget(QWidget):
             return
         try:
             matrix = read_transform_file(path)
-            layers = self.pickers.selected()
-            (fixed, fixed_full), (moving, moving_full) = pair_arrays(layers[:2], DEFAULT_WORKING_SIZE)
+            layers, self._inputs = self._picked_inputs()
         except HistoAffineError as exc:
             show_error(str(exc))
             return
-        self._inputs = (moving, fixed, {"model": self._model(), "refine": True, "working_size": DEFAULT_WORKING_SIZE,
-                                        "moving_full_shape": moving_full, "fixed_full_shape": fixed_full})
+        options = self._inputs[2]
         angle, mirrored = transforms.rotation_and_mirror(matrix)
-        result = RegistrationResult(matrix, moving_full, fixed_full, ["imported"], {}, float("nan"), float("nan"),
-                                    angle, mirrored, [], tissue_overlap=float("nan"))
+        result = RegistrationResult(matrix, options["moving_full_shape"], options["fixed_full_shape"], ["imported"], {},
+                                    float("nan"), float("nan"), angle, mirrored, [], tissue_overlap=float("nan"))
         self._show_result(layers, result, f"Applied {Path(path).name} (no verdict: Refine from here judges it).")
 
     def _use_layers(self, fixed, moving, fixed_pts, moving_pts) -> None:
