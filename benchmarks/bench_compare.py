@@ -52,13 +52,25 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from napari_histoaffine import io, metrics, models  # noqa: E402
-from napari_histoaffine.evaluation import _landmark_rtre, read_pair, register_levels  # noqa: E402
-from napari_histoaffine.layer_transforms import fit_affine  # noqa: E402
-from napari_histoaffine.preprocess import prepare_pair, resample, to_grayscale, working_factor  # noqa: E402
-from napari_histoaffine.rotation import StructurePyramid, search_pose  # noqa: E402
-from napari_histoaffine.transforms import (apply_to_points, compose, identity, invert, rotation, scaling,  # noqa: E402
-                                          translation, warp_image)
+from napari_histoaffine.evaluation import metrics  # noqa: E402
+from napari_histoaffine.evaluation.evaluate import _landmark_rtre, read_pair, register_levels  # noqa: E402
+from napari_histoaffine.files.images import ImageLevel  # noqa: E402
+from napari_histoaffine.files.tables import read_landmarks, read_pairs_table, write_landmarks  # noqa: E402
+from napari_histoaffine.plugin.layer_transforms import fit_affine  # noqa: E402
+from napari_histoaffine.registration.features import StructurePyramid  # noqa: E402
+from napari_histoaffine.registration.pose import search_pose  # noqa: E402
+from napari_histoaffine.registration.preprocess import prepare_pair, resample, to_grayscale, working_factor  # noqa: E402
+from napari_histoaffine.registration.weights import default_weights_path  # noqa: E402
+from napari_histoaffine.transforms import (  # noqa: E402
+    apply_to_points,
+    compose,
+    identity,
+    invert,
+    rotation,
+    scaling,
+    translation,
+    warp_image,
+)
 
 torch.set_num_threads(ARGS.threads)
 cv2.setNumThreads(ARGS.threads)
@@ -127,7 +139,7 @@ def sift_ransac(moving, fixed):
 
 def landmark_fit(pair):
     """Least-squares affine of the expert landmarks themselves: the best any affine method can reach."""
-    return fit_affine(io.read_landmarks(pair.moving_landmarks), io.read_landmarks(pair.fixed_landmarks))
+    return fit_affine(read_landmarks(pair.moving_landmarks), read_landmarks(pair.fixed_landmarks))
 
 
 def held_out_cases(cases: Path, stains: list[str], out: Path) -> Path:
@@ -144,7 +156,7 @@ def held_out_cases(cases: Path, stains: list[str], out: Path) -> Path:
 
 
 def on_levels(fn):
-    """Method on the decoded arrays → method on io.ImageLevel pairs returning the full-resolution matrix."""
+    """Method on the decoded arrays → method on ImageLevel pairs returning the full-resolution matrix."""
     return lambda m, f: compose(invert(m.to_full), fn(m.data, f.data), f.to_full)
 
 
@@ -170,9 +182,9 @@ def synthetic_check(level):
     h, w = level.data.shape[:2]
     truth = compose(rotation(12.0, (w / 2, h / 2)), scaling(1.06), translation(0.03 * w, -0.02 * h))
     white = 255.0 if level.data.dtype == np.uint8 else float(level.data.max())
-    moving = io.ImageLevel(warp_image(level.data, invert(truth), (h, w), cval=white).astype(level.data.dtype),
+    moving = ImageLevel(warp_image(level.data, invert(truth), (h, w), cval=white).astype(level.data.dtype),
                            (h, w), 0, "synthetic")
-    fixed = io.ImageLevel(level.data, (h, w), 0, "synthetic")
+    fixed = ImageLevel(level.data, (h, w), 0, "synthetic")
     grid = np.stack(np.meshgrid(np.linspace(0.2 * w, 0.8 * w, 5), np.linspace(0.2 * h, 0.8 * h, 5)), -1).reshape(-1, 2)
     errors = {}
     for name, (_, fn) in METHODS.items():
@@ -208,14 +220,14 @@ def plot_cumulative(curves: dict, path):
 
 def main():
     global CASES
-    if models.default_weights_path() is None:
+    if default_weights_path() is None:
         print("rotation + network: row skipped, no model ships (default pipeline = rotation search + refinement)")
         del METHODS["rotation + network (the paper's method)"]
     out = Path(ARGS.out)
     stains = [s.strip() for s in ARGS.held_out_stains.split(",") if s.strip()]
     if stains:
         CASES = held_out_cases(CASES, stains, out)
-    pairs = io.read_pairs_table(CASES / "pairs.csv")
+    pairs = read_pairs_table(CASES / "pairs.csv")
     for folder, _ in METHODS.values():
         (out / folder).mkdir(parents=True, exist_ok=True)
         for old in (out / folder).glob("*.csv"):
@@ -229,7 +241,7 @@ def main():
     diagonals = []
     for pair in tqdm(pairs, unit="pair"):
         moving, fixed = read_pair(pair.moving_image, pair.fixed_image)  # decoded outside the timer
-        source = io.read_landmarks(pair.moving_landmarks)
+        source = read_landmarks(pair.moving_landmarks)
         diagonals.append(metrics.image_diagonal(fixed.full_shape))
         for name, (folder, fn) in METHODS.items():
             try:
@@ -238,7 +250,7 @@ def main():
                 seconds[name][pair.case] = time.perf_counter() - start if callable(fn) else 0.0
                 if not np.all(np.isfinite(matrix)):
                     raise ValueError("non-finite transform")
-                io.write_landmarks(out / folder / f"{pair.case}.csv", apply_to_points(matrix, source))
+                write_landmarks(out / folder / f"{pair.case}.csv", apply_to_points(matrix, source))
             except Exception as exc:  # noqa: BLE001 - one bad pair must not stop the comparison
                 errors[name].append((pair.case, f"{type(exc).__name__}: {exc}"))
     rows, curves = [], {}

@@ -9,8 +9,8 @@ import time
 
 import torch
 
-from napari_histoaffine.models import load_default_model
-from napari_histoaffine.network import AffineNet, count_parameters
+from napari_histoaffine.registration.network import AffineNet, count_parameters
+from napari_histoaffine.registration.weights import load_default_model
 
 SIZES = [(224, 168), (448, 336), (672, 512)]  # (width, height)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from napari_histoaffine import io
-from napari_histoaffine.evaluation import register_files
-from napari_histoaffine.layer_transforms import fit_affine
+from napari_histoaffine.evaluation.evaluate import register_files
+from napari_histoaffine.files.tables import read_landmarks, read_pairs_table
+from napari_histoaffine.plugin.layer_transforms import fit_affine
 from napari_histoaffine.transforms import angle_difference, rotation_and_mirror
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -31,8 +31,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     for table in args.tables:
         rows = []
-        for pair, meta in zip(io.read_pairs_table(table), pd.read_csv(table).itertuples()):
-            truth = fit_affine(io.read_landmarks(pair.moving_landmarks), io.read_landmarks(pair.fixed_landmarks))
+        for pair, meta in zip(read_pairs_table(table), pd.read_csv(table).itertuples()):
+            truth = fit_affine(read_landmarks(pair.moving_landmarks), read_landmarks(pair.fixed_landmarks))
             true_angle, true_mirror = rotation_and_mirror(truth)
             result = register_files(pair.moving_image, pair.fixed_image)
             found_angle, found_mirror = rotation_and_mirror(result.matrix)

@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 IMAGES = SHARED / "anhir-lung-lesion-3"
 FIXED, MOVING = "29-041-Izd2-w35-He-les3", "29-041-Izd2-w35-CD31-3-les3"
@@ -48,10 +47,13 @@ def run_cli(*args, env=None) -> tuple[dict, str]:
 
 def build_slides(folder: Path, scale: float):
     """Upsampled fixed and moving slides (the moving one rotated 30° and shifted) with their landmarks."""
-    from napari_histoaffine import io, slides, transforms
+    from napari_histoaffine import transforms
+    from napari_histoaffine.files.images import read_image
+    from napari_histoaffine.files.tables import read_landmarks, write_landmarks
+    from napari_histoaffine.warp import warp_to_ome_tiff
 
-    small_fixed = io.read_image(IMAGES / "images" / f"{FIXED}.jpg").data
-    small_moving = io.read_image(IMAGES / "images" / f"{MOVING}.jpg").data
+    small_fixed = read_image(IMAGES / "images" / f"{FIXED}.jpg").data
+    small_moving = read_image(IMAGES / "images" / f"{MOVING}.jpg").data
     big = tuple(round(v * scale) for v in small_fixed.shape[:2])
     up_fixed = transforms.resample_matrix(small_fixed.shape, big)
     up_moving = transforms.resample_matrix(small_moving.shape, big)
@@ -61,13 +63,13 @@ def build_slides(folder: Path, scale: float):
     for name, path, matrix in (("fixed", IMAGES / "images" / f"{FIXED}.jpg", up_fixed),
                                ("moving", IMAGES / "images" / f"{MOVING}.jpg", transforms.compose(up_moving, pose))):
         start = time.perf_counter()
-        slides.warp_to_ome_tiff(path, matrix, big, folder / f"{name}.ome.tif", compression="jpeg", quality=85,
-                                background=240)
+        warp_to_ome_tiff(path, matrix, big, folder / f"{name}.ome.tif", compression="jpeg", quality=85,
+                         background=240)
         times[name] = time.perf_counter() - start
-    io.write_landmarks(folder / "fixed.csv",
-                       transforms.apply_to_points(up_fixed, io.read_landmarks(IMAGES / "landmarks" / f"{FIXED}.csv")))
-    io.write_landmarks(folder / "moving.csv", transforms.apply_to_points(
-        transforms.compose(up_moving, pose), io.read_landmarks(IMAGES / "landmarks" / f"{MOVING}.csv")))
+    write_landmarks(folder / "fixed.csv",
+                    transforms.apply_to_points(up_fixed, read_landmarks(IMAGES / "landmarks" / f"{FIXED}.csv")))
+    write_landmarks(folder / "moving.csv", transforms.apply_to_points(
+        transforms.compose(up_moving, pose), read_landmarks(IMAGES / "landmarks" / f"{MOVING}.csv")))
     return big, times
 
 

@@ -8,8 +8,12 @@ import pytest
 from skimage import data
 from skimage.transform import rescale
 
-from napari_histoaffine import batch, evaluation, io, transforms
+from napari_histoaffine import transforms
 from napari_histoaffine.cli import main
+from napari_histoaffine.evaluation import batch
+from napari_histoaffine.evaluation.evaluate import evaluate_pair, evaluate_table
+from napari_histoaffine.files.images import read_image, write_image
+from napari_histoaffine.files.tables import read_landmarks, write_landmarks
 
 OPTIONS = {"model": None, "working_size": 128, "search_mirror": False}
 TIMING = "seconds"
@@ -22,14 +26,14 @@ def table(tmp_path_factory):
     fixed = (rescale(data.immunohistochemistry(), 0.25, channel_axis=-1, anti_aliasing=True) * 255).round().astype(np.uint8)
     centre = (fixed.shape[1] - 1) / 2, (fixed.shape[0] - 1) / 2
     grid = np.stack(np.meshgrid(np.linspace(40, 88, 4), np.linspace(40, 88, 4)), -1).reshape(-1, 2)
-    io.write_image(root / "fixed.png", fixed)
-    io.write_landmarks(root / "fixed.csv", grid)
+    write_image(root / "fixed.png", fixed)
+    write_landmarks(root / "fixed.csv", grid)
     rows = []
     for i, angle in enumerate((10, -20, 35)):
         to_moving = transforms.compose(transforms.rotation(angle, centre), transforms.translation(3 * i, -2))
-        io.write_image(root / f"m{i}.png", transforms.warp_image(fixed, to_moving, fixed.shape, cval=255)
+        write_image(root / f"m{i}.png", transforms.warp_image(fixed, to_moving, fixed.shape, cval=255)
                        .round().astype(np.uint8))
-        io.write_landmarks(root / f"m{i}.csv", transforms.apply_to_points(to_moving, grid))
+        write_landmarks(root / f"m{i}.csv", transforms.apply_to_points(to_moving, grid))
         rows.append((f"m{i}.png", f"m{i}.csv", f"pair{i}"))
     (root / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
     rows.insert(1, ("corrupt.png", "m0.csv", "broken"))
@@ -42,7 +46,7 @@ def table(tmp_path_factory):
 @pytest.fixture(scope="module")
 def serial(table, tmp_path_factory):
     out = tmp_path_factory.mktemp("serial")
-    return out, evaluation.evaluate_table(table / "pairs.csv", out, progress=False, **OPTIONS)
+    return out, evaluate_table(table / "pairs.csv", out, progress=False, **OPTIONS)
 
 
 def _comparable(results: pd.DataFrame) -> pd.DataFrame:
@@ -76,8 +80,8 @@ def test_resume_skips_finished_pairs_and_retries_failed(table, serial, tmp_path,
     shutil.copytree(done, tmp_path, dirs_exist_ok=True)
     (tmp_path / "pair2.csv").unlink()  # as if interrupted before pair2 was written
     ran = []
-    original = evaluation.evaluate_pair
-    monkeypatch.setattr(evaluation, "evaluate_pair", lambda pair, *a, **k: ran.append(pair.case) or original(pair, *a, **k))
+    original = evaluate_pair
+    monkeypatch.setattr(batch, "evaluate_pair", lambda pair, *a, **k: ran.append(pair.case) or original(pair, *a, **k))
     again = batch.run_batch(table / "pairs.csv", tmp_path, resume=True, progress=False, **OPTIONS)
     assert ran == ["broken", "pair2"]
     pd.testing.assert_frame_equal(_comparable(again), _comparable(first), check_dtype=False)
@@ -92,9 +96,9 @@ def test_register_batch_cli_without_landmark_columns(table, tmp_path, capsys):
                  "--working-size", "128", "--no-mirror"]) == 0
     assert "registered 1 of 2 pairs" in capsys.readouterr().out
     saved = json.loads((out / "pair1.json").read_text())
-    source, target = io.read_landmarks(table / "m1.csv"), io.read_landmarks(table / "fixed.csv")
+    source, target = read_landmarks(table / "m1.csv"), read_landmarks(table / "fixed.csv")
     error = np.linalg.norm(transforms.apply_to_points(np.array(saved["matrix"]), source) - target, axis=1)
-    shape = io.read_image(table / "fixed.png").data.shape[:2]
+    shape = read_image(table / "fixed.png").data.shape[:2]
     assert error.max() < 0.02 * np.hypot(*shape) and saved["fixed_shape"] == list(shape)
     assert {"confidence", "flagged", "verdict"} <= set(saved)
     assert {"confidence", "flagged"} <= set(pd.read_csv(out / "results.csv").columns)

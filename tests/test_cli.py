@@ -14,9 +14,11 @@ import pytest
 from skimage import data
 from skimage.transform import rescale
 
-from napari_histoaffine import io, transforms
+from napari_histoaffine import transforms
 from napari_histoaffine.cli import main
-from napari_histoaffine.metrics import image_diagonal
+from napari_histoaffine.evaluation.metrics import image_diagonal
+from napari_histoaffine.files.images import read_image, write_image
+from napari_histoaffine.files.tables import read_landmarks, write_landmarks
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FAST = ["--model", "none", "--working-size", "256"]
@@ -34,10 +36,10 @@ def cases(tmp_path_factory):
     fixed = (rescale(data.immunohistochemistry(), 0.5, channel_axis=-1, anti_aliasing=True) * 255).round().astype(np.uint8)
     moving = transforms.warp_image(fixed, FIXED_TO_MOVING, SHAPE, cval=255).round().astype(np.uint8)
     grid = np.stack(np.meshgrid(np.linspace(80, 176, 5), np.linspace(80, 176, 5)), -1).reshape(-1, 2)
-    io.write_image(root / "fixed.png", fixed)
-    io.write_image(root / "moving.png", moving)
-    io.write_landmarks(root / "fixed.csv", grid)
-    io.write_landmarks(root / "moving.csv", transforms.apply_to_points(FIXED_TO_MOVING, grid))
+    write_image(root / "fixed.png", fixed)
+    write_image(root / "moving.png", moving)
+    write_landmarks(root / "fixed.csv", grid)
+    write_landmarks(root / "moving.csv", transforms.apply_to_points(FIXED_TO_MOVING, grid))
     (root / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
     pd.DataFrame({"Target image": ["fixed.png", "fixed.png"], "Source image": ["moving.png", "corrupt.png"],
                   "Target landmarks": ["fixed.csv"] * 2, "Source landmarks": ["moving.csv"] * 2,
@@ -56,12 +58,12 @@ def test_register_recovers_known_affine(cases, tmp_path, capsys):
                               "--fixed-landmarks", str(cases / "fixed.csv"))) == 0
     saved = json.loads((out / "transform.json").read_text())
     matrix = np.array(saved["matrix"])
-    source, target = io.read_landmarks(cases / "moving.csv"), io.read_landmarks(cases / "fixed.csv")
+    source, target = read_landmarks(cases / "moving.csv"), read_landmarks(cases / "fixed.csv")
     error = np.linalg.norm(transforms.apply_to_points(matrix, source) - target, axis=1)
     assert error.max() < 0.01 * image_diagonal(SHAPE)
     assert saved["fixed_image"] == str((cases / "fixed.png").resolve()) and saved["stages"][0] == "preprocess"
-    np.testing.assert_allclose(io.read_landmarks(out / "warped_landmarks.csv"), transforms.apply_to_points(matrix, source))
-    warped = io.read_image(out / "warped.png").data
+    np.testing.assert_allclose(read_landmarks(out / "warped_landmarks.csv"), transforms.apply_to_points(matrix, source))
+    warped = read_image(out / "warped.png").data
     assert warped.shape == (*SHAPE, 3) and warped.dtype == np.uint8
     line = capsys.readouterr().out.strip()
     assert "\n" not in line and "rotation" in line and "rTRE median" in line and "confidence" in line
@@ -70,7 +72,7 @@ def test_register_recovers_known_affine(cases, tmp_path, capsys):
 
 def test_landmarks_of_different_lengths_fail_before_registering(cases, tmp_path, capsys):
     short = tmp_path / "short.csv"
-    io.write_landmarks(short, io.read_landmarks(cases / "fixed.csv")[:-1])
+    write_landmarks(short, read_landmarks(cases / "fixed.csv")[:-1])
     out = tmp_path / "out"
     assert main(register_args(cases, out, "--moving-landmarks", str(cases / "moving.csv"),
                               "--fixed-landmarks", str(short))) == 2

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from napari_histoaffine import inspection, transforms
+from napari_histoaffine import transforms
+from napari_histoaffine.plugin import inspection
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests of napari_histoaffine.io: images, pyramids, landmarks, pair tables and atomic writes."""
+"""Tests of napari_histoaffine.files: images, pyramids, landmarks, pair tables and atomic writes."""
 import json
 from pathlib import Path
 
@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_histoaffine import io
 from napari_histoaffine.errors import InputError
-from napari_histoaffine.io import (ImageLevel, Pair, atomic_write, open_pyramid, read_image, read_landmarks,
-                                   read_pairs_table, write_image, write_json, write_landmarks)
+from napari_histoaffine.files.atomic import atomic_write, write_json
+from napari_histoaffine.files.decode import layout
+from napari_histoaffine.files.images import ImageLevel, open_pyramid, read_image, write_image
+from napari_histoaffine.files.tables import Pair, read_landmarks, read_pairs_table, write_landmarks
 from napari_histoaffine.transforms import apply_to_points
 
 SHARED = Path(__file__).parents[2] / "shared"
@@ -246,7 +247,7 @@ def test_truncated_png_raises_input_error(tmp_path):
 
 def test_empty_image_rejected():
     with pytest.raises(InputError, match="empty.tif"):
-        io._layout((0, 30), "YX", "empty.tif")
+        layout((0, 30), "YX", "empty.tif")
 
 
 # ---------------------------------------------------------------- pair tables

@@ -5,9 +5,16 @@ from napari.layers import Image, Points
 
 from napari_histoaffine import transforms
 from napari_histoaffine.errors import InputError
-from napari_histoaffine.layer_transforms import (common_levels, data_to_world_matrix, elastix_affine_text, fit_affine,
-                                                 itk_tfm_text, layer_matrices, moving_layer_affine, points_between,
-                                                 read_affine_parameters, rowcol_to_xy)
+from napari_histoaffine.files.transform_files import elastix_affine_text, itk_tfm_text, read_affine_parameters
+from napari_histoaffine.plugin.layer_transforms import (
+    common_levels,
+    data_to_world_matrix,
+    fit_affine,
+    layer_matrices,
+    moving_layer_affine,
+    points_between,
+    rowcol_to_xy,
+)
 
 R = transforms.compose(transforms.rotation(23.0, (40, 30)), transforms.scaling(1.1, 0.9), transforms.translation(7, -5))
 

@@ -1,9 +1,9 @@
-"""Tests of napari_histoaffine.metrics on hand-computed pairs."""
+"""Tests of napari_histoaffine.evaluation.metrics on hand-computed pairs."""
 import numpy as np
 import pytest
 
 from napari_histoaffine.errors import InputError
-from napari_histoaffine.metrics import SUCCESS_RTRE, image_diagonal, landmark_stats, tre
+from napari_histoaffine.evaluation.metrics import SUCCESS_RTRE, image_diagonal, landmark_stats, tre
 
 
 def test_diagonal_uses_rows_and_cols_only():

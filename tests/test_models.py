@@ -4,11 +4,17 @@ import json
 import numpy as np
 import pytest
 
-from napari_histoaffine import metrics
 from napari_histoaffine.errors import InputError
-from napari_histoaffine.models import default_weights_path, load_default_model
-from napari_histoaffine.network import AffineNet, NetworkConfig, file_sha256, load_model, read_model_metadata
-from napari_histoaffine.pipeline import register
+from napari_histoaffine.evaluation import metrics
+from napari_histoaffine.registration.network import AffineNet, NetworkConfig
+from napari_histoaffine.registration.pipeline import register
+from napari_histoaffine.registration.weights import (
+    default_weights_path,
+    file_sha256,
+    load_default_model,
+    load_model,
+    read_model_metadata,
+)
 from napari_histoaffine.sample import make_pair
 from napari_histoaffine.transforms import apply_to_points
 

@@ -3,9 +3,9 @@ import numpy as np
 import tifffile
 from npe2 import PluginManager
 
-from napari_histoaffine import io, transforms
-from napari_histoaffine._napari_io import (get_landmark_reader, get_pyramid_reader, make_sample,
-                                           write_landmarks_csv)
+from napari_histoaffine import transforms
+from napari_histoaffine.files.tables import read_landmarks, write_landmarks
+from napari_histoaffine.plugin.readers import get_landmark_reader, get_pyramid_reader, make_sample, write_landmarks_csv
 from napari_histoaffine.sample import make_pair
 
 
@@ -39,21 +39,21 @@ def test_make_sample_layers():
 def test_landmark_reader_writer_round_trip(tmp_path):
     xy = np.array([[10.5, 3.0], [200.0, 40.25]])
     path = tmp_path / "lm.csv"
-    io.write_landmarks(path, xy)
+    write_landmarks(path, xy)
     reader = get_landmark_reader(str(path))
     (data, meta, kind), = reader(str(path))
     assert kind == "points" and meta["name"] == "lm"
     np.testing.assert_array_equal(data, xy[:, ::-1])
     out = tmp_path / "out.csv"
     assert write_landmarks_csv(str(out), data, meta) == [str(out)]
-    np.testing.assert_array_equal(io.read_landmarks(out), xy)
+    np.testing.assert_array_equal(read_landmarks(out), xy)
     assert out.read_text().splitlines()[0] == ",X,Y"
 
 
 def test_landmark_files_opened_one_after_the_other_get_distinct_colours(tmp_path):
     """Fixed and moving landmarks opened from files must not look alike (nor like the mapped ones, magenta)."""
-    io.write_landmarks(tmp_path / "fixed.csv", np.ones((3, 2)))
-    io.write_landmarks(tmp_path / "moving.csv", np.ones((3, 2)))
+    write_landmarks(tmp_path / "fixed.csv", np.ones((3, 2)))
+    write_landmarks(tmp_path / "moving.csv", np.ones((3, 2)))
     colours = [get_landmark_reader(str(tmp_path / f"{n}.csv"))(str(tmp_path / f"{n}.csv"))[0][1]["face_color"]
                for n in ("fixed", "moving")]
     assert colours[0] != colours[1] and "magenta" not in colours

@@ -1,12 +1,18 @@
-"""Tests of the affine registration network (napari_histoaffine.network)."""
+"""Tests of the affine registration network (napari_histoaffine.registration.network)."""
 import json
 
 import pytest
 import torch
 
 from napari_histoaffine.errors import InputError
-from napari_histoaffine.network import (AffineNet, NetworkConfig, _PatchGridConv3d, count_parameters, file_sha256,
-                                        load_model, local_correlation, read_model_metadata, save_model)
+from napari_histoaffine.registration.network import (
+    AffineNet,
+    NetworkConfig,
+    _PatchGridConv3d,
+    count_parameters,
+    local_correlation,
+)
+from napari_histoaffine.registration.weights import file_sha256, load_model, read_model_metadata, save_model
 
 IDENTITY = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
 

@@ -5,8 +5,8 @@ from skimage import data, transform
 
 from napari_histoaffine import transforms
 from napari_histoaffine.errors import InputError
-from napari_histoaffine.metrics import image_diagonal, landmark_stats
-from napari_histoaffine.pipeline import register
+from napari_histoaffine.evaluation.metrics import image_diagonal, landmark_stats
+from napari_histoaffine.registration.pipeline import register
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_empty_image_is_rejected_with_a_clear_error(ihc):
 
 
 def test_an_untrained_network_keeps_the_pose_and_its_stage_is_reported(ihc):
-    from napari_histoaffine.network import AffineNet, NetworkConfig
+    from napari_histoaffine.registration.network import AffineNet, NetworkConfig
 
     moving, _ = known_pair(ihc, 75.0, 1.05)
     pose_only = register(moving, ihc, model=None, refine=False)

@@ -4,9 +4,10 @@ import pytest
 from skimage import data
 
 from napari_histoaffine import transforms
-from napari_histoaffine.preprocess import prepare_pair
-from napari_histoaffine.refine import refine_affine
-from napari_histoaffine.rotation import StructurePyramid, pose_matrices
+from napari_histoaffine.registration.features import StructurePyramid
+from napari_histoaffine.registration.pose import pose_matrices
+from napari_histoaffine.registration.preprocess import prepare_pair
+from napari_histoaffine.registration.refine import refine_affine
 
 TRUTH = transforms.compose(transforms.rotation(3.0, (96.0, 96.0)), transforms.scaling(1.04, 0.98),
                            transforms.translation(5.0, -4.0))   # moving → fixed, working pixels

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from skimage import data, transform
 
-from napari_histoaffine import io
 from napari_histoaffine.errors import InputError
-from napari_histoaffine.pipeline import register
+from napari_histoaffine.files.images import read_image, write_image
+from napari_histoaffine.registration.pipeline import register
 
 RNG = np.random.default_rng(7)
 
@@ -76,14 +76,14 @@ def test_an_image_without_finite_pixels_is_refused_in_words(fixed):
 
 
 def test_read_levels_go_straight_in(fixed, tmp_path):
-    """What ``io.read_image`` returns is what ``register`` takes, full shape included."""
-    io.write_image(tmp_path / "fixed.png", fixed)
-    level = io.read_image(tmp_path / "fixed.png")
+    """What ``read_image`` returns is what ``register`` takes, full shape included."""
+    write_image(tmp_path / "fixed.png", fixed)
+    level = read_image(tmp_path / "fixed.png")
     result = register(level, level)
     assert result.fixed_shape == fixed.shape[:2] and np.allclose(result.matrix, np.eye(3), atol=0.05)
 
 
 @pytest.mark.parametrize("bad", ["moving.png", None, [[1, 2], [3, "x"]]])
 def test_a_non_image_is_refused_with_a_type_error(fixed, bad):
-    with pytest.raises(TypeError, match="numpy array .* or an io.ImageLevel"):
+    with pytest.raises(TypeError, match="numpy array .* or an ImageLevel"):
         register(bad, fixed)

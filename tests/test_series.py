@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 import tifffile
 
-from napari_histoaffine import io, transforms
+from napari_histoaffine import transforms
 from napari_histoaffine.cli import main
+from napari_histoaffine.files.images import write_image
 from napari_histoaffine.sample import make_pair
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "anhir-lung-lesion-3"
@@ -20,9 +21,9 @@ def sample_series(tmp_path_factory):
     """The sample pair's fixed image as reference, its moving image, the same turned by 90°, and a broken file."""
     folder = tmp_path_factory.mktemp("series")
     pair = make_pair()
-    io.write_image(folder / "reference.png", pair.fixed)
-    io.write_image(folder / "second.png", pair.moving)
-    io.write_image(folder / "third.png", np.ascontiguousarray(np.rot90(pair.moving)))
+    write_image(folder / "reference.png", pair.fixed)
+    write_image(folder / "second.png", pair.moving)
+    write_image(folder / "third.png", np.ascontiguousarray(np.rot90(pair.moving)))
     (folder / "broken.png").write_bytes(b"not an image")
     return folder, pair
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_histoaffine.similarity import smooth
+from napari_histoaffine.registration.similarity import smooth
 
 
 def _reference_blur(images, sigma):

@@ -4,10 +4,14 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_histoaffine import io, slides, transforms
-from napari_histoaffine._napari_io import get_pyramid_reader
+from napari_histoaffine import transforms
 from napari_histoaffine.cli import main
 from napari_histoaffine.errors import InputError
+from napari_histoaffine.files.atomic import write_json
+from napari_histoaffine.files.images import open_pyramid, write_image
+from napari_histoaffine.files.tiles import TileSource, level_sources, open_level
+from napari_histoaffine.plugin.readers import get_pyramid_reader
+from napari_histoaffine.warp import level_for_warp, warp_to_ome_tiff
 
 RNG = np.random.default_rng(1)
 
@@ -33,8 +37,8 @@ def slide(tmp_path):
 
 def test_tile_source_reads_only_the_tiles_of_a_region(slide):
     path, data = slide
-    source = slides.level_sources(path)[0]
-    assert isinstance(source, slides.TileSource) and source.chunk == (32, 32)
+    source = level_sources(path)[0]
+    assert isinstance(source, TileSource) and source.chunk == (32, 32)
     np.testing.assert_array_equal(source.read(40, 100, 70, 130), data[40:100, 70:130])
     assert source.decoded == 3 * 3  # rows 32..127, cols 64..159
     np.testing.assert_array_equal(source.read(-5, 999, 400, 999), data[:, 400:])
@@ -46,15 +50,15 @@ def test_tile_source_strips_and_gray(tmp_path, kind):
     path = tmp_path / "g.tif"
     options = {"rowsperstrip": 24} if kind == "strips" else {"tile": (48, 64)}
     tifffile.imwrite(path, data, compression="zlib", **options)
-    source = slides.level_sources(path)[0]
-    assert isinstance(source, slides.TileSource)
+    source = level_sources(path)[0]
+    assert isinstance(source, TileSource)
     np.testing.assert_array_equal(source.read(17, 250, 33, 401), data[17:250, 33:401])
 
 
 def test_open_pyramid_chunks_are_tiles_and_values_match(slide):
     path, data = slide
-    levels = io.open_pyramid(path)
-    level0 = slides.open_level(path, 0, chunk=64)
+    levels = open_pyramid(path)
+    level0 = open_level(path, 0, chunk=64)
     assert level0.chunks[0][:2] == (64, 64) and level0.chunks[1][:2] == (64, 64)
     np.testing.assert_array_equal(level0[50:170, 10:300].compute(), data[50:170, 10:300])
     np.testing.assert_array_equal(levels[1].compute(), data[::2, ::2])
@@ -62,13 +66,13 @@ def test_open_pyramid_chunks_are_tiles_and_values_match(slide):
 
 def test_level_choice_for_warps(slide):
     path, _ = slide
-    sources = slides.level_sources(path)
-    assert slides.choose_level(sources, np.eye(3)) == (0, 1)
-    assert slides.choose_level(sources, transforms.scaling(2.0)) == (1, 1)
-    assert slides.choose_level(sources, transforms.scaling(3.0)) == (1, 1)
-    assert slides.choose_level(sources, transforms.scaling(9.0)) == (2, 2)  # level 2 (×4) averaged by 2
+    sources = level_sources(path)
+    assert level_for_warp(sources, np.eye(3)) == (0, 1)
+    assert level_for_warp(sources, transforms.scaling(2.0)) == (1, 1)
+    assert level_for_warp(sources, transforms.scaling(3.0)) == (1, 1)
+    assert level_for_warp(sources, transforms.scaling(9.0)) == (2, 2)  # level 2 (×4) averaged by 2
     rotated = transforms.compose(transforms.scaling(4.1), transforms.rotation(30))
-    assert slides.choose_level(sources, rotated)[0] == 2
+    assert level_for_warp(sources, rotated)[0] == 2
 
 
 MATRIX = transforms.compose(transforms.rotation(17, (210, 150)), transforms.scaling(1.07), transforms.translation(-9, 12))
@@ -78,7 +82,7 @@ def test_tiled_warp_equals_in_memory_warp_and_is_pyramidal(slide, tmp_path):
     path, data = slide
     out = tmp_path / "warped.ome.tif"
     fixed_shape = (280, 400)
-    shapes = slides.warp_to_ome_tiff(path, MATRIX, fixed_shape, out, tile=64, write_tile=32, compression="zlib",
+    shapes = warp_to_ome_tiff(path, MATRIX, fixed_shape, out, tile=64, write_tile=32, compression="zlib",
                                      background=0)
     expected = np.clip(np.rint(transforms.warp_image(data, MATRIX, fixed_shape)), 0, 255).astype(np.uint8)
     with tifffile.TiffFile(out) as tif:
@@ -107,11 +111,11 @@ def test_warp_pads_with_the_slides_own_background(tmp_path):
         tif.write(data[::2, ::2], subfiletype=1, tile=(32, 32), photometric="rgb", compression="zlib")
     turn = transforms.rotation(30.0, (129.5, 99.5))
     out = tmp_path / "turned.ome.tif"
-    slides.warp_to_ome_tiff(path, turn, (200, 260), out, tile=64, write_tile=32, compression="zlib")
+    warp_to_ome_tiff(path, turn, (200, 260), out, tile=64, write_tile=32, compression="zlib")
     warped = tifffile.imread(out)
     assert (warped[0, 0] == 255).all() and (warped[-1, -1] == 255).all()
     tuned = tmp_path / "blue.json"
-    io.write_json(tuned, {"matrix": turn.tolist(), "fixed_shape": [200, 260]})
+    write_json(tuned, {"matrix": turn.tolist(), "fixed_shape": [200, 260]})
     assert main(["warp", str(path), str(tuned), "--out", str(tmp_path / "blue.ome.tif"), "--background", "0,0,255",
                  "--compression", "zlib"]) == 0
     assert tifffile.imread(tmp_path / "blue.ome.tif")[0, 0].tolist() == [0, 0, 255]
@@ -120,14 +124,14 @@ def test_warp_pads_with_the_slides_own_background(tmp_path):
 def test_warp_reads_bounded_regions(slide, tmp_path, monkeypatch):
     path, _ = slide
     seen = []
-    original = slides.TileSource.read
+    original = TileSource.read
 
     def spy(self, y0, y1, x0, x1):
         seen.append((y1 - y0) * (x1 - x0))
         return original(self, y0, y1, x0, x1)
 
-    monkeypatch.setattr(slides.TileSource, "read", spy)
-    slides.warp_to_ome_tiff(path, MATRIX, (280, 400), tmp_path / "w.ome.tif", tile=64, write_tile=32)
+    monkeypatch.setattr(TileSource, "read", spy)
+    warp_to_ome_tiff(path, MATRIX, (280, 400), tmp_path / "w.ome.tif", tile=64, write_tile=32)
     # a block (32 x 64 px) maps to at most 2 x 2 moving pixels a pixel (coarser → next level): never a level
     assert seen and max(seen) < 8 * 32 * 64 < 300 * 420
 
@@ -135,7 +139,7 @@ def test_warp_reads_bounded_regions(slide, tmp_path, monkeypatch):
 def test_warp_cli_output_opens_as_multiscale_layer(slide, tmp_path):
     path, data = slide
     transform = tmp_path / "t.json"
-    io.write_json(transform, {"matrix": MATRIX, "moving_shape": list(data.shape[:2]), "fixed_shape": [280, 400]})
+    write_json(transform, {"matrix": MATRIX, "moving_shape": list(data.shape[:2]), "fixed_shape": [280, 400]})
     out = tmp_path / "registered.ome.tif"
     assert main(["warp", str(path), str(transform), "--out", str(out)]) == 0
     (layer_data, meta, kind), = get_pyramid_reader(str(out))(str(out))
@@ -143,7 +147,7 @@ def test_warp_cli_output_opens_as_multiscale_layer(slide, tmp_path):
     assert [d.shape for d in layer_data][:2] == [(280, 400, 3), (140, 200, 3)]
     assert np.asarray(layer_data[-1]).dtype == np.uint8
     fixed = tmp_path / "fixed.png"
-    io.write_image(fixed, np.zeros((100, 100, 3), np.uint8))
+    write_image(fixed, np.zeros((100, 100, 3), np.uint8))
     assert main(["warp", str(path), str(transform), "--like", str(fixed), "--out", str(out)]) == 2  # wrong geometry
 
 
@@ -152,7 +156,7 @@ def test_widget_exports_warped_slide(slide, tmp_path, make_napari_viewer, qtbot,
     from napari.layers._source import layer_source
 
     from napari_histoaffine._qt import register_widget as rw
-    from napari_histoaffine.results import RegistrationResult
+    from napari_histoaffine.registration.results import RegistrationResult
 
     path, data = slide
     viewer = make_napari_viewer()
@@ -165,7 +169,7 @@ def test_widget_exports_warped_slide(slide, tmp_path, make_napari_viewer, qtbot,
     worker = widget.export_slide(str(tmp_path / "w.ome.tif"))
     with qtbot.waitSignal(worker.finished, timeout=30_000):
         pass
-    assert [lv.shape for lv in io.open_pyramid(tmp_path / "w.ome.tif")][0] == (280, 400, 3)
+    assert [lv.shape for lv in open_pyramid(tmp_path / "w.ome.tif")][0] == (280, 400, 3)
     widget._layers = (fixed, viewer.add_image(data, rgb=True, name="in memory"), None, None)
     with pytest.raises(InputError, match="no file on disk"):
         widget.export_slide(str(tmp_path / "x.ome.tif"))
@@ -176,6 +180,6 @@ def test_jpeg_tiles_read_lazily(tmp_path):
     path = tmp_path / "j.tif"
     tifffile.imwrite(path, data, tile=(64, 64), photometric="rgb", compression="jpeg")
     expected = tifffile.imread(path)
-    level = io.open_pyramid(path)[0]
-    np.testing.assert_array_equal(slides.open_level(path, 0, chunk=64)[70:200, 10:250].compute(), expected[70:200, 10:250])
+    level = open_pyramid(path)[0]
+    np.testing.assert_array_equal(open_level(path, 0, chunk=64)[70:200, 10:250].compute(), expected[70:200, 10:250])
     np.testing.assert_array_equal(level.compute(), expected)

@@ -7,9 +7,19 @@ import torch
 
 from napari_histoaffine import transforms
 from napari_histoaffine.errors import InputError
-from napari_histoaffine.network import AffineNet, NetworkConfig, load_model, read_model_metadata
-from napari_histoaffine.training import (TrainingConfig, TrainingPair, add_train_arguments, array_pair, ihc_pairs,
-                                         make_sample, run_train, stain_jitter, train)
+from napari_histoaffine.registration.network import AffineNet, NetworkConfig
+from napari_histoaffine.registration.weights import load_model, read_model_metadata
+from napari_histoaffine.training import (
+    TrainingConfig,
+    TrainingPair,
+    add_train_arguments,
+    array_pair,
+    ihc_pairs,
+    make_sample,
+    run_train,
+    stain_jitter,
+    train,
+)
 
 SIZE = 128
 TINY = {"width": 8, "combiner_channels": 16, "global_channels": 16, "head_hidden": 16}

@@ -5,12 +5,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from napari_histoaffine import io
 from napari_histoaffine._qt import training_widget as tw
 from napari_histoaffine._qt.register_widget import WEIGHTS_FILE
-from napari_histoaffine.io import read_image
-from napari_histoaffine.network import AffineNet, load_model, read_model_metadata
-from napari_histoaffine.pipeline import register
+from napari_histoaffine.files.images import read_image, write_image
+from napari_histoaffine.files.tables import write_landmarks
+from napari_histoaffine.registration.network import AffineNet
+from napari_histoaffine.registration.pipeline import register
+from napari_histoaffine.registration.weights import load_model, read_model_metadata
 from napari_histoaffine.sample import make_pair
 
 TIMEOUT_MS = 60_000
@@ -99,12 +100,12 @@ def test_stop_while_a_long_table_is_prepared_is_immediate(qtbot, setup, tmp_path
     offers nothing to save."""
     _, widget, messages = setup
     pair = make_pair()
-    io.write_image(tmp_path / "fixed.png", pair.fixed)
-    io.write_landmarks(tmp_path / "fixed.csv", pair.fixed_landmarks)
-    io.write_landmarks(tmp_path / "moving.csv", pair.moving_landmarks)
+    write_image(tmp_path / "fixed.png", pair.fixed)
+    write_landmarks(tmp_path / "fixed.csv", pair.fixed_landmarks)
+    write_landmarks(tmp_path / "moving.csv", pair.moving_landmarks)
     rows = []
     for i in range(60):  # a file per pair: each is posed, none comes from the pose cache
-        io.write_image(tmp_path / f"moving{i}.png", pair.moving)
+        write_image(tmp_path / f"moving{i}.png", pair.moving)
         rows.append(f"moving{i}.png,fixed.png,moving.csv,fixed.csv,case{i}\n")
     table = tmp_path / "pairs.csv"
     table.write_text("Source image,Target image,Source landmarks,Target landmarks,Case\n" + "".join(rows))

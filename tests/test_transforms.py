@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from napari_histoaffine import transforms
-from napari_histoaffine.similarity import ncc
+from napari_histoaffine.registration.similarity import ncc
 
 A = transforms.compose(transforms.rotation(23.0, (40.0, 30.0)), transforms.scaling(1.1, 0.93),
                        transforms.translation(7.5, -4.25))

@@ -2,14 +2,13 @@
 import numpy as np
 import pytest
 from skimage import data, transform
+from test_pipeline import known_pair, tissue_grid
 
 from napari_histoaffine import transforms
-from napari_histoaffine.metrics import image_diagonal, landmark_stats
-from napari_histoaffine.pipeline import register
-from napari_histoaffine.refine import Race
-from napari_histoaffine.verdict import assess
-
-from test_pipeline import known_pair, tissue_grid
+from napari_histoaffine.evaluation.metrics import image_diagonal, landmark_stats
+from napari_histoaffine.registration.pipeline import register
+from napari_histoaffine.registration.refine import Race
+from napari_histoaffine.registration.verdict import assess
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ from skimage import transform as skimage_transform
 from napari_histoaffine import transforms
 from napari_histoaffine._qt import register_widget as rw
 from napari_histoaffine._qt.layer_pickers import NONE
-from napari_histoaffine.layer_transforms import data_to_world_matrix, layer_matrices, moving_layer_affine, read_affine_parameters
+from napari_histoaffine.files.transform_files import read_affine_parameters
+from napari_histoaffine.plugin.layer_transforms import data_to_world_matrix, layer_matrices, moving_layer_affine
 from napari_histoaffine.sample import make_pair
 
 # The sample's landmarks are exact and its images 512 px, registered at full resolution: the engine

@@ -11,10 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, evaluation, io, metrics, transforms
+from . import __version__, transforms
 from .errors import HistoAffineError
-from .preprocess import DEFAULT_WORKING_SIZE
-from .results import Progress
+from .evaluation import metrics
+from .evaluation.evaluate import evaluate_table, format_summary, read_pair, register_levels, summarize
+from .files.atomic import write_json
+from .files.images import ImageLevel, read_image, write_image
+from .files.tables import read_landmarks, write_landmarks
+from .files.tiles import image_shape
+from .progress import Progress
+from .registration.preprocess import DEFAULT_WORKING_SIZE
+from .warp import warp_to_ome_tiff
 
 
 def _positive_int(text: str) -> int:
@@ -38,7 +45,7 @@ def _registration_options() -> argparse.ArgumentParser:
 
 
 def _register_options(args: argparse.Namespace) -> dict:
-    """Keyword arguments of :func:`pipeline.register` from the parsed options."""
+    """Keyword arguments of :func:`~napari_histoaffine.registration.pipeline.register` from the parsed options."""
     return {"model": None if args.model.lower() == "none" else args.model, "refine": not args.no_refine,
             "search_mirror": not args.no_mirror, "working_size": args.working_size}
 
@@ -56,21 +63,21 @@ def _to_uint8(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
 def _run_register(args: argparse.Namespace) -> int:
     if args.fixed_landmarks and not args.moving_landmarks:
         raise HistoAffineError("--fixed-landmarks needs --moving-landmarks")
-    source = io.read_landmarks(args.moving_landmarks) if args.moving_landmarks else None
-    target = io.read_landmarks(args.fixed_landmarks) if args.fixed_landmarks else None
-    moving, fixed = evaluation.read_pair(args.moving, args.fixed, args.working_size)
+    source = read_landmarks(args.moving_landmarks) if args.moving_landmarks else None
+    target = read_landmarks(args.fixed_landmarks) if args.fixed_landmarks else None
+    moving, fixed = read_pair(args.moving, args.fixed, args.working_size)
     diagonal = metrics.image_diagonal(fixed.full_shape)
     if target is not None:
         metrics.landmark_stats(source, target, diagonal)  # different lengths fail before the registration
-    result = evaluation.register_levels(moving, fixed, on_progress=_report, **_register_options(args))
+    result = register_levels(moving, fixed, on_progress=_report, **_register_options(args))
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"moving_image": args.moving, "fixed_image": args.fixed,
              "moving_landmarks": args.moving_landmarks, "fixed_landmarks": args.fixed_landmarks}
-    io.write_json(out / "transform.json", {**result.to_dict(), **{k: v and str(Path(v).resolve()) for k, v in paths.items()}})
+    write_json(out / "transform.json", {**result.to_dict(), **{k: v and str(Path(v).resolve()) for k, v in paths.items()}})
     warped, dtype, note = _preview(args.moving, moving, result)
-    io.write_image(out / "warped.png", _to_uint8(warped, dtype))
+    write_image(out / "warped.png", _to_uint8(warped, dtype))
 
     flip = ", mirrored" if result.flipped else ""
     stages = ", ".join(f"{s} {t * 1000:.0f} ms" for s, t in result.timings.items())
@@ -79,7 +86,7 @@ def _run_register(args: argparse.Namespace) -> int:
             f"confidence {verdict.confidence:.2f}{', FLAGGED' if verdict.flagged else ''} ({verdict.reason})")
     if source is not None:
         moved = transforms.apply_to_points(result.matrix, source)
-        io.write_landmarks(out / "warped_landmarks.csv", moved)
+        write_landmarks(out / "warped_landmarks.csv", moved)
         if target is not None:
             stats = metrics.landmark_stats(moved, target, diagonal, initial_xy=source)
             line += f"; rTRE median {stats.rtre_median:.4f} mean {stats.rtre_mean:.4f} max {stats.rtre_max:.4f}"
@@ -90,14 +97,14 @@ def _run_register(args: argparse.Namespace) -> int:
 PREVIEW_MAX = 2048  # long side of warped.png for whole-slide images; `histoaffine warp` writes full resolution
 
 
-def _preview(moving_path, moving: io.ImageLevel, result) -> tuple[np.ndarray, np.dtype, str]:
+def _preview(moving_path, moving: ImageLevel, result) -> tuple[np.ndarray, np.dtype, str]:
     """The moving image warped onto the fixed grid, reduced to PREVIEW_MAX px for slides (read from their pyramid)."""
     scale = min(1.0, PREVIEW_MAX / max(result.fixed_shape))
     if scale == 1.0:
-        full = moving if moving.level == 0 else io.read_image(moving_path)
+        full = moving if moving.level == 0 else read_image(moving_path)
         return transforms.warp_image(full.data, result.matrix, result.fixed_shape), full.data.dtype, ""
     shape = tuple(max(1, round(v * scale)) for v in result.fixed_shape)
-    level = io.read_image(moving_path, max_long_side=int(np.ceil(max(moving.full_shape) * scale)))
+    level = read_image(moving_path, max_long_side=int(np.ceil(max(moving.full_shape) * scale)))
     matrix = transforms.compose(level.to_full, result.matrix, transforms.resample_matrix(result.fixed_shape, shape))
     return (transforms.warp_image(level.data, matrix, shape), level.data.dtype,
             f"; warped.png is {shape[0]}x{shape[1]} px (full resolution: histoaffine warp)")
@@ -122,10 +129,10 @@ def _run_demo(args: argparse.Namespace) -> int:
     pair = make_pair()
     inputs = Path(args.out) / "sample"
     inputs.mkdir(parents=True, exist_ok=True)
-    io.write_image(inputs / "moving.png", pair.moving)
-    io.write_image(inputs / "fixed.png", pair.fixed)
-    io.write_landmarks(inputs / "moving.csv", pair.moving_landmarks)
-    io.write_landmarks(inputs / "fixed.csv", pair.fixed_landmarks)
+    write_image(inputs / "moving.png", pair.moving)
+    write_image(inputs / "fixed.png", pair.fixed)
+    write_landmarks(inputs / "moving.csv", pair.moving_landmarks)
+    write_landmarks(inputs / "fixed.csv", pair.fixed_landmarks)
     print(f"sample pair written to {inputs}", file=sys.stderr)
     return main(["register", str(inputs / "moving.png"), str(inputs / "fixed.png"),
                  "--moving-landmarks", str(inputs / "moving.csv"), "--fixed-landmarks", str(inputs / "fixed.csv"),
@@ -157,13 +164,13 @@ def _batch_options() -> argparse.ArgumentParser:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     if args.workers or args.scheduler or args.resume:
-        from . import batch
+        from .evaluation import batch
 
         results = batch.run_batch(args.pairs, args.out, workers=args.workers, scheduler=args.scheduler,
                                   resume=args.resume, **_register_options(args))
     else:
-        results = evaluation.evaluate_table(args.pairs, args.out, **_register_options(args))
-    print(evaluation.format_summary(evaluation.summarize(results)), end="")
+        results = evaluate_table(args.pairs, args.out, **_register_options(args))
+    print(format_summary(summarize(results)), end="")
     return 0
 
 
@@ -189,7 +196,7 @@ def _add_train(subparsers) -> None:
 
 
 def _run_register_batch(args: argparse.Namespace) -> int:
-    from . import batch
+    from .evaluation import batch
 
     results = batch.run_batch(args.pairs, args.out, workers=args.workers, scheduler=args.scheduler,
                               resume=args.resume, require_landmarks=False, save_transform=True,
@@ -198,7 +205,7 @@ def _run_register_batch(args: argparse.Namespace) -> int:
     print(f"registered {len(results) - failed} of {len(results)} pairs into {args.out}"
           + (f"; {failed} failed (see results.csv)" if failed else ""))
     if results["rtre_median"].notna().any():
-        print(evaluation.format_summary(evaluation.summarize(results)), end="")
+        print(format_summary(summarize(results)), end="")
     return 0
 
 
@@ -217,19 +224,18 @@ def _run_warp(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from . import slides
 
     try:
         saved = json.loads(Path(args.transform).read_text(encoding="utf-8"))
         matrix = np.asarray(saved["matrix"], float).reshape(3, 3)
     except (ValueError, KeyError, TypeError) as exc:
         raise HistoAffineError(f"not a transform file (needs a 3x3 'matrix'): {args.transform}") from exc
-    moving_shape = slides.image_shape(args.moving)
+    moving_shape = image_shape(args.moving)
     if saved.get("moving_shape") and tuple(saved["moving_shape"][:2]) != moving_shape:
         raise HistoAffineError(f"MOVING is {moving_shape[0]}x{moving_shape[1]} px but the transform was computed "
                                f"for a {saved['moving_shape'][0]}x{saved['moving_shape'][1]} px moving image")
     if args.like:
-        fixed_shape = slides.image_shape(args.like)
+        fixed_shape = image_shape(args.like)
         if saved.get("fixed_shape") and tuple(saved["fixed_shape"][:2]) != fixed_shape:
             raise HistoAffineError(f"FIXED is {fixed_shape[0]}x{fixed_shape[1]} px but the transform was computed "
                                    f"for a {saved['fixed_shape'][0]}x{saved['fixed_shape'][1]} px fixed image")
@@ -245,7 +251,7 @@ def _run_warp(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     compression = None if args.compression == "none" else args.compression
-    shapes = slides.warp_to_ome_tiff(args.moving, matrix, fixed_shape, args.out, tile=args.tile,
+    shapes = warp_to_ome_tiff(args.moving, matrix, fixed_shape, args.out, tile=args.tile,
                                      compression=compression, quality=args.quality, background=args.background,
                                      progress=report)
     seconds = time.perf_counter() - start
@@ -287,7 +293,7 @@ def _background(text: str):
 
 
 def _run_register_series(args: argparse.Namespace) -> int:
-    from .series import register_series
+    from .evaluation.series import register_series
 
     summary = register_series(args.reference, args.moving, args.out, chain=args.chain, landmarks_dir=args.landmarks_dir,
                               warp=args.warp, workers=args.workers, scheduler=args.scheduler, resume=args.resume,

@@ -9,7 +9,7 @@ the preprocessed working images; stains are jittered in HED space *before* prepr
 tissue teaches many stains.
 
 Data sources become :class:`TrainingPair` objects: pairs tables and image arrays (the moving image is posed onto
-the fixed grid by :func:`rotation.search_pose` once per pair, exactly as at inference), folders of
+the fixed grid by :func:`~napari_histoaffine.registration.pose.search_pose` once per pair, exactly as at inference), folders of
 images and scikit-image's immunohistochemistry sample (each image paired with a re-stained,
 transformed copy of itself, optionally as random crops).
 
@@ -36,13 +36,17 @@ import torch
 
 from . import transforms
 from .errors import InputError
-from .io import atomic_write, read_image, read_landmarks, read_pairs_table, write_json
-from .metrics import image_diagonal
-from .network import AffineNet, NetworkConfig, count_parameters, file_sha256, load_model, read_model_metadata, save_model
-from .preprocess import prepare, prepare_pair, resample, to_float, working_factor
-from .refine import refine_affine
-from .rotation import StructurePyramid, search_pose
-from .similarity import ncc, smooth
+from .evaluation.metrics import image_diagonal
+from .files.atomic import atomic_write, write_json
+from .files.images import read_image
+from .files.tables import read_landmarks, read_pairs_table
+from .registration.features import StructurePyramid
+from .registration.network import AffineNet, NetworkConfig, count_parameters
+from .registration.pose import search_pose
+from .registration.preprocess import prepare, prepare_pair, resample, to_float, working_factor
+from .registration.refine import refine_affine
+from .registration.similarity import ncc, smooth
+from .registration.weights import file_sha256, load_model, read_model_metadata, save_model
 
 __all__ = ["TrainingConfig", "TrainingPair", "TrainingData", "TrainingUpdate", "TrainingOutcome", "Sample",
            "ihc_pairs", "folder_pairs", "array_pair", "table_pairs", "load_training_data", "make_sample", "stain_jitter",
@@ -826,7 +830,7 @@ def run_train(args) -> int:
         model = None
         if not args.resume and args.init and args.init != "none":
             if args.init == "default":
-                from .models import load_default_model
+                from .registration.weights import load_default_model
                 model = load_default_model()
                 if model is None:
                     say("no shipped default model: starting from a new network")

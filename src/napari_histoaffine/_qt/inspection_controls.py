@@ -5,8 +5,9 @@ import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QSlider
 
-from .. import inspection, transforms
-from ..layer_transforms import data_to_world_matrix
+from .. import transforms
+from ..plugin import inspection
+from ..plugin.layer_transforms import data_to_world_matrix
 
 OFF = "off (overlay)"
 

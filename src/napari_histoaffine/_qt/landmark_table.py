@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtWidgets import QAbstractItemView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
-from ..metrics import SUCCESS_RTRE
+from ..evaluation.metrics import SUCCESS_RTRE
 
 
 class LandmarkTable(QWidget):

@@ -13,18 +13,44 @@ import numpy as np
 from napari.layers import Image, Points
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel,
-                            QLineEdit, QListWidget, QProgressBar, QPushButton, QScrollArea, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
-from .. import io, transforms
+from .. import transforms
 from ..errors import HistoAffineError, InputError
-from ..layer_transforms import (common_levels, data_to_world_matrix, elastix_affine_text, fit_affine, itk_tfm_text,
-                                layer_matrices, moving_layer_affine, points_between, read_transform_file, rowcol_to_xy)
-from ..metrics import image_diagonal, tre
-from ..models import default_weights_path
-from ..pipeline import register_steps
-from ..preprocess import DEFAULT_WORKING_SIZE, resample
-from ..results import RegistrationResult
+from ..evaluation.metrics import image_diagonal, tre
+from ..files.atomic import atomic_write, write_json
+from ..files.tables import write_landmarks
+from ..files.transform_files import elastix_affine_text, itk_tfm_text, read_transform_file
+from ..plugin.layer_transforms import (
+    common_levels,
+    data_to_world_matrix,
+    fit_affine,
+    layer_matrices,
+    moving_layer_affine,
+    points_between,
+    rowcol_to_xy,
+)
+from ..registration.pipeline import register_steps
+from ..registration.preprocess import DEFAULT_WORKING_SIZE, resample
+from ..registration.results import RegistrationResult
+from ..registration.weights import default_weights_path
+from ..warp import warp_to_ome_tiff
 from .correction_controls import CorrectionControls
 from .inspection_controls import OFF, InspectionControls
 from .landmark_table import LandmarkTable
@@ -552,11 +578,11 @@ class RegisterWidget(QWidget):
         """Write the transform: ``.json`` as the CLI does, ``.tfm`` for ITK, anything else as elastix parameters."""
         suffix = Path(path).suffix.lower()
         if suffix == ".json":
-            io.write_json(path, self.result.to_dict())
+            write_json(path, self.result.to_dict())
             return
         text = itk_tfm_text(self.result.matrix) if suffix == ".tfm" else elastix_affine_text(
             self.result.matrix, self.result.fixed_shape)
-        with io.atomic_write(path) as f:
+        with atomic_write(path) as f:
             f.write(text)
 
     def export_landmarks(self, path) -> None:
@@ -564,7 +590,7 @@ class RegisterWidget(QWidget):
         mapped = self._moving_landmarks_fixed_px()
         if mapped is None:
             raise InputError("No moving landmark layer was registered")
-        io.write_landmarks(path, mapped)
+        write_landmarks(path, mapped)
 
     def _ask_export_transform(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export transform", "transform.json",
@@ -583,12 +609,11 @@ class RegisterWidget(QWidget):
 
     def export_slide(self, path):
         """Warp the moving layer's file at full resolution onto the fixed grid as a pyramidal OME-TIFF (a worker)."""
-        from .. import slides
-
+        
         source = getattr(self._layers[1].source, "path", None)
         if not source or not Path(source).is_file():
             raise InputError(f"Layer '{self._layers[1].name}' has no file on disk to warp at full resolution")
-        worker = thread_worker(slides.warp_to_ome_tiff)(source, self.result.matrix, self.result.fixed_shape, path)
+        worker = thread_worker(warp_to_ome_tiff)(source, self.result.matrix, self.result.fixed_shape, path)
         worker.returned.connect(lambda _: show_info(f"Saved {path}"))
         worker.errored.connect(lambda exc: show_error(f"Export failed: {exc}"))
         worker.start()

@@ -9,10 +9,10 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QListWidget, QListWidgetItem, QProgressBar, QWidget
 
 from ..errors import HistoAffineError, InputError
-from ..layer_transforms import data_to_world_matrix, layer_matrices, moving_layer_affine
-from ..models import default_weights_path
-from ..preprocess import DEFAULT_WORKING_SIZE
-from ..series import register_sections_steps
+from ..evaluation.series import register_sections_steps
+from ..plugin.layer_transforms import data_to_world_matrix, layer_matrices, moving_layer_affine
+from ..registration.preprocess import DEFAULT_WORKING_SIZE
+from ..registration.weights import default_weights_path
 from .register_widget import OVERLAY_OPACITY, make_button, pair_arrays, scrolled_layout
 
 

@@ -21,17 +21,37 @@ from napari.layers import Points
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                            QLineEdit, QListWidget, QProgressBar, QSpinBox, QWidget)
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QProgressBar,
+    QSpinBox,
+    QWidget,
+)
 
 from ..errors import HistoAffineError, InputError
-from ..io import atomic_write
-from ..layer_transforms import layer_matrices, points_between, rowcol_to_xy
-from ..models import default_weights_path, resolve_model
-from ..network import NetworkConfig
+from ..files.atomic import atomic_write
+from ..plugin.layer_transforms import layer_matrices, points_between, rowcol_to_xy
+from ..registration.network import NetworkConfig
+from ..registration.weights import default_weights_path, resolve_model
 from ..training import TrainingConfig, TrainingUpdate, array_pair, folder_pairs, table_pairs, train
 from .layer_pickers import LayerPairPicker
-from .register_widget import BUNDLED, WEIGHTS_FILE, RegisterWidget, browse_weights, make_button, pair_arrays, scrolled_layout
+from .register_widget import (
+    BUNDLED,
+    WEIGHTS_FILE,
+    RegisterWidget,
+    browse_weights,
+    make_button,
+    pair_arrays,
+    scrolled_layout,
+)
 
 NEW = "new network"
 FINE_TUNE_LR = 1e-4  # the paper's rate: gentle enough to adapt trained weights (a new network learns faster at 1e-3)

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from . import transforms
-from .errors import InputError
+from .. import transforms
+from ..errors import InputError
 
 DEFAULT_WORKING_SIZE = 288
 LUMINANCE = np.array([0.2125, 0.7154, 0.0721], np.float32)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import transforms
+from .. import transforms
 from .refine import Race
 from .results import Verdict
 

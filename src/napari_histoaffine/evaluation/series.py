@@ -4,7 +4,7 @@ Directly, each moving section is registered onto the reference. Along the chain 
 each section is registered onto its neighbour toward the reference (the one before it in the list;
 the first onto the reference) and the transforms are composed, for long series whose far sections
 share little with the reference. The registrations themselves run as one batch
-(:func:`napari_histoaffine.batch.run_batch`: serially, on a local dask cluster or on a running one),
+(:func:`napari_histoaffine.evaluation.batch.run_batch`: serially, on a local dask cluster or on a running one),
 so a section that fails is recorded and the others go on; along the chain a failed link leaves
 every section behind it unregistered, and says so.
 
@@ -23,10 +23,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import batch, io, metrics, slides, transforms
-from .errors import HistoAffineError, InputError
-from .pipeline import register
-from .results import Progress, RegistrationResult
+from .. import transforms
+from ..errors import HistoAffineError, InputError
+from ..evaluation import batch, metrics
+from ..files.atomic import atomic_write, write_json
+from ..files.tables import read_landmarks, write_landmarks
+from ..files.tiles import image_shape
+from ..progress import Progress
+from ..registration.pipeline import register
+from ..registration.results import RegistrationResult
+from ..warp import warp_to_ome_tiff
 
 SUMMARY_COLUMNS = ("section", "rotation_deg", "mirrored", "confidence", "flagged", "rtre_median", "error")
 
@@ -61,7 +67,7 @@ def _section(path) -> str:
 
 def _landmarks(folder, section: str) -> np.ndarray | None:
     path = Path(folder) / f"{section}.csv" if folder else None
-    return io.read_landmarks(path) if path is not None and path.is_file() else None
+    return read_landmarks(path) if path is not None and path.is_file() else None
 
 
 def register_series(reference, movings, out_dir, *, chain: bool = False, landmarks_dir=None, warp: bool = False,
@@ -79,13 +85,13 @@ def register_series(reference, movings, out_dir, *, chain: bool = False, landmar
     links.mkdir(parents=True, exist_ok=True)
     targets = paths[:-1] if chain else [paths[0]] * len(movings)
     table = pd.DataFrame({"Source image": paths[1:], "Target image": targets, "Case": sections[1:]})
-    with io.atomic_write(links / "pairs.csv") as f:
+    with atomic_write(links / "pairs.csv") as f:
         table.to_csv(f, index=False)
     results = batch.run_batch(links / "pairs.csv", links, workers=workers, scheduler=scheduler, resume=resume,
                               require_landmarks=False, save_transform=True, progress=progress, **register_options)
     errors = dict(zip(results["Case"], results["error"]))
 
-    reference_shape = slides.image_shape(paths[0])
+    reference_shape = image_shape(paths[0])
     reference_landmarks = _landmarks(landmarks_dir, sections[0])
     rows, to_reference, weakest = [], {}, {}
     for path, section, target in zip(paths[1:], sections[1:], targets):
@@ -110,22 +116,22 @@ def register_series(reference, movings, out_dir, *, chain: bool = False, landmar
                       "chain": sections[:sections.index(section) + 1][::-1] if chain else [section, sections[0]]}
             folder = out / section
             folder.mkdir(exist_ok=True)
-            io.write_json(folder / "transform.json", record)
+            write_json(folder / "transform.json", record)
             angle, mirrored = transforms.rotation_and_mirror(matrix)
             row.update(rotation_deg=angle, mirrored=mirrored, confidence=record["confidence"],
                        flagged=record["flagged"])
             moving_landmarks = _landmarks(landmarks_dir, section)
             if moving_landmarks is not None and reference_landmarks is not None:
                 moved = transforms.apply_to_points(matrix, moving_landmarks)
-                io.write_landmarks(folder / "warped_landmarks.csv", moved)
+                write_landmarks(folder / "warped_landmarks.csv", moved)
                 row["rtre_median"] = metrics.landmark_stats(moved, reference_landmarks,
                                                             metrics.image_diagonal(reference_shape)).rtre_median
             if warp:
-                slides.warp_to_ome_tiff(path, matrix, reference_shape, folder / "warped.ome.tif")
+                warp_to_ome_tiff(path, matrix, reference_shape, folder / "warped.ome.tif")
         except (InputError, OSError, ValueError) as exc:
             row["error"] = " ".join(str(exc).split())
         rows.append(row)
     summary = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
-    with io.atomic_write(out / "summary.csv") as f:
+    with atomic_write(out / "summary.csv") as f:
         summary.to_csv(f, index=False)
     return summary

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import io
-from .errors import InputError
+from ..errors import InputError
+from ..files.images import open_pyramid
+from ..files.tables import read_landmarks, write_landmarks
 from .layer_transforms import rowcol_to_xy
 
 LANDMARK_STYLE = {"size": 12, "border_width": 0.15, "symbol": "disc"}
@@ -30,7 +31,7 @@ def landmark_layer(points_xy, name: str, color: str, **kwargs) -> tuple:
 
 def make_sample() -> list[tuple]:
     """Sample data "histology pair": fixed and moving sections with matching landmark layers."""
-    from .sample import make_pair
+    from ..sample import make_pair
 
     pair = make_pair()
     return [
@@ -60,7 +61,7 @@ def get_landmark_reader(path):
 def read_landmark_layers(path) -> list[tuple]:
     """One Points layer per landmark CSV, named after the file."""
     paths = path if isinstance(path, list) else [path]
-    return [landmark_layer(io.read_landmarks(p), Path(p).stem, next(_LANDMARK_COLOURS)) for p in paths]
+    return [landmark_layer(read_landmarks(p), Path(p).stem, next(_LANDMARK_COLOURS)) for p in paths]
 
 
 def get_pyramid_reader(path):
@@ -72,7 +73,7 @@ def get_pyramid_reader(path):
 
 def read_pyramid_layer(path) -> list[tuple]:
     """A lazy image layer: multiscale when the file holds a pyramid, RGB when its last axis has 3 or 4 samples."""
-    levels = io.open_pyramid(path)
+    levels = open_pyramid(path)
     name = Path(path).name.split(".")[0]
     rgb = levels[0].ndim == 3 and levels[0].shape[-1] in (3, 4)
     data = levels if len(levels) > 1 else levels[0]
@@ -84,5 +85,5 @@ def write_landmarks_csv(path: str, data, meta: dict) -> list[str]:
     pts = np.asarray(data, float)
     if pts.ndim != 2 or pts.shape[1] != 2:
         raise InputError(f"only 2-D points can be written as ANHIR landmarks, got shape {pts.shape}")
-    io.write_landmarks(path, rowcol_to_xy(pts))
+    write_landmarks(path, rowcol_to_xy(pts))
     return [path]

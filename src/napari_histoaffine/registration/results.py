@@ -19,7 +19,7 @@ class Pose:
 
 @dataclass(frozen=True)
 class Verdict:
-    """How far a registration can be trusted, judged without landmarks (see :mod:`napari_histoaffine.verdict`).
+    """How far a registration can be trusted, judged without landmarks (see :mod:`napari_histoaffine.registration.verdict`).
 
     ``confidence`` is 0–1; ``flagged`` asks a person to check the result, ``reason`` says why in
     words; ``alternative`` is the index (in the result's candidates) of the best different pose,
@@ -34,15 +34,6 @@ class Verdict:
 
 
 @dataclass(frozen=True)
-class Progress:
-    """One progress report: the stage that is running and the overall fraction done (0–1)."""
-
-    stage: str
-    fraction: float
-    message: str = ""
-
-
-@dataclass(frozen=True)
 class TissueMasks:
     """The tissue masks the registration used, at working resolution, with working → full-resolution matrices."""
 
@@ -54,7 +45,7 @@ class TissueMasks:
 
 @dataclass
 class RegistrationResult:
-    """Outcome of :func:`napari_histoaffine.pipeline.register`.
+    """Outcome of :func:`napari_histoaffine.registration.pipeline.register`.
 
     ``matrix`` maps full-resolution moving pixels to full-resolution fixed pixels, in the
     convention of :mod:`napari_histoaffine.transforms` (``(x, y)`` = (column, row)).

@@ -24,30 +24,21 @@ Two heads read that map and their thetas add up:
 The output is the ``affine_grid`` theta (``align_corners=False``) that warps the moving image onto
 the fixed grid: ``grid_sample(moving, affine_grid(theta, fixed.shape)) ≈ fixed``.
 
-Models are stored as safetensors files; the JSON config (and optional extra information) lives in
-the file's metadata, so loading needs no pickle.
+Weights files are read and written by :mod:`napari_histoaffine.registration.weights`.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InputError
-
-__all__ = ["NetworkConfig", "AffineNet", "count_parameters", "save_model", "load_model", "file_sha256"]
-
+__all__ = ["NetworkConfig", "AffineNet", "count_parameters"]
 _IDENTITY_THETA = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
-_FORMAT = "napari-histoaffine/affinenet/1"
 
 
 @dataclass
@@ -321,70 +312,3 @@ class AffineNet(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def file_sha256(path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def save_model(path, model: AffineNet, extra: dict | None = None) -> Path:
-    """Write ``model`` as a safetensors file (config and ``extra`` as JSON metadata), atomically."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {"format": _FORMAT, "config": model.config.to_json(),
-                "extra": json.dumps(extra if extra is not None else {}, sort_keys=True, default=str)}
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def read_model_metadata(path) -> dict:
-    """The metadata of a saved model: ``{"config": dict, "extra": dict}``. Raises :class:`InputError`."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-        return {"config": json.loads(meta["config"]), "extra": json.loads(meta.get("extra", "{}"))}
-    except FileNotFoundError:
-        raise InputError(f"model file not found: {path}") from None
-    except Exception as exc:
-        raise InputError(f"{path} is not a valid napari-histoaffine model file ({exc})") from None
-
-
-def load_model(path, expected_sha256: str | None = None) -> AffineNet:
-    """Rebuild an :class:`AffineNet` from a file written by :func:`save_model` (strict, no pickle)."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"model file not found: {path}")
-    if expected_sha256 is not None:
-        actual = file_sha256(path)
-        if actual.lower() != expected_sha256.strip().lower():
-            raise InputError(f"model file {path} has sha256 {actual}, expected {expected_sha256}: "
-                             "the file is corrupt or not the expected model")
-    meta = read_model_metadata(path)
-    try:
-        model = AffineNet(NetworkConfig.from_dict(meta["config"]))
-        model.load_state_dict(load_file(str(path)), strict=True)
-    except Exception as exc:
-        raise InputError(f"{path} is not a valid napari-histoaffine model file ({exc})") from None
-    model.eval()
-    return model

@@ -12,30 +12,34 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from . import io, metrics, transforms
-from .errors import HistoAffineError, InputError
-from .pipeline import register
-from .preprocess import DEFAULT_WORKING_SIZE
-from .results import RegistrationResult
+from .. import transforms
+from ..errors import HistoAffineError, InputError
+from ..evaluation import metrics
+from ..files.atomic import atomic_write, write_json
+from ..files.images import ImageLevel, read_image
+from ..files.tables import Pair, read_landmarks, read_pairs_table, write_landmarks
+from ..registration.pipeline import register
+from ..registration.preprocess import DEFAULT_WORKING_SIZE
+from ..registration.results import RegistrationResult
 
 _ROW = ("rtre_median", "rtre_mean", "rtre_max", "success", "robustness", "initial_rtre_median",
         "initial_rtre_mean", "initial_rtre_max", "diagonal", "seconds", "rotation_deg", "flipped",
         "ncc_before", "ncc_after", "confidence", "flagged", "pose_margin", "verdict")
 
 
-def read_pair(moving_path, fixed_path, working_size: int = DEFAULT_WORKING_SIZE) -> tuple[io.ImageLevel, io.ImageLevel]:
+def read_pair(moving_path, fixed_path, working_size: int = DEFAULT_WORKING_SIZE) -> tuple[ImageLevel, ImageLevel]:
     """Both images, from pyramids only the smallest level that covers ``working_size``."""
-    return io.read_image(moving_path, max_long_side=working_size), io.read_image(fixed_path, max_long_side=working_size)
+    return read_image(moving_path, max_long_side=working_size), read_image(fixed_path, max_long_side=working_size)
 
 
-def register_levels(moving: io.ImageLevel, fixed: io.ImageLevel, **options) -> RegistrationResult:
+def register_levels(moving: ImageLevel, fixed: ImageLevel, **options) -> RegistrationResult:
     """Register two read levels; the matrix refers to the full-resolution images."""
     return register(moving.data, fixed.data, moving_full_shape=moving.full_shape,
                     fixed_full_shape=fixed.full_shape, **options)
 
 
 def register_files(moving_path, fixed_path, **options) -> RegistrationResult:
-    """Read and register two image files; ``options`` are those of :func:`pipeline.register`."""
+    """Read and register two image files; ``options`` are those of :func:`~napari_histoaffine.registration.pipeline.register`."""
     levels = read_pair(moving_path, fixed_path, options.get("working_size", DEFAULT_WORKING_SIZE))
     return register_levels(*levels, **options)
 
@@ -44,7 +48,7 @@ def _prefixed(prefix: str, stats: metrics.LandmarkStats) -> dict:
     return {f"{prefix}rtre_{k}": getattr(stats, f"rtre_{k}") for k in ("median", "mean", "max")}
 
 
-def evaluate_pair(pair: io.Pair, out_dir, *, require_landmarks: bool = True, save_transform: bool = False,
+def evaluate_pair(pair: Pair, out_dir, *, require_landmarks: bool = True, save_transform: bool = False,
                   **register_options) -> dict:
     """Register one pair, write ``out_dir/<Case>.csv`` and return its row of results.
 
@@ -65,7 +69,7 @@ def evaluate_pair(pair: io.Pair, out_dir, *, require_landmarks: bool = True, sav
         if require_landmarks and not scored:
             raise InputError(f"case {pair.case} has no source or target landmarks")
         if scored:
-            source, target = io.read_landmarks(pair.moving_landmarks), io.read_landmarks(pair.fixed_landmarks)
+            source, target = read_landmarks(pair.moving_landmarks), read_landmarks(pair.fixed_landmarks)
         moving, fixed = read_pair(pair.moving_image, pair.fixed_image,
                                   register_options.get("working_size", DEFAULT_WORKING_SIZE))
         diagonal = metrics.image_diagonal(fixed.full_shape)
@@ -75,10 +79,10 @@ def evaluate_pair(pair: io.Pair, out_dir, *, require_landmarks: bool = True, sav
         if save_transform:
             paths = {"moving_image": pair.moving_image, "fixed_image": pair.fixed_image,
                      "moving_landmarks": pair.moving_landmarks, "fixed_landmarks": pair.fixed_landmarks}
-            io.write_json(result_json, {**result.to_dict(), **paths})
+            write_json(result_json, {**result.to_dict(), **paths})
         if scored:
             warped = transforms.apply_to_points(result.matrix, source)
-            io.write_landmarks(result_csv, warped)
+            write_landmarks(result_csv, warped)
             row.update(metrics.landmark_stats(warped, target, diagonal, initial_xy=source).as_dict())
         row.update(seconds=result.seconds, rotation_deg=result.rotation_deg, flipped=result.flipped,
                    ncc_before=result.ncc_before, ncc_after=result.ncc_after, confidence=result.verdict.confidence,
@@ -111,15 +115,15 @@ def format_summary(summary: dict) -> str:
     return "\n".join(["| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]) + "\n"
 
 
-def _landmark_rtre(pairs: list[io.Pair], results: pd.DataFrame, out_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+def _landmark_rtre(pairs: list[Pair], results: pd.DataFrame, out_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """Every landmark's rTRE before and after registration (identity where a pair failed)."""
     before, after = [], []
     for pair, diagonal in zip(pairs, results["diagonal"]):
         if np.isnan(diagonal) or not (pair.moving_landmarks and pair.fixed_landmarks):
             continue
-        source, target = io.read_landmarks(pair.moving_landmarks), io.read_landmarks(pair.fixed_landmarks)
+        source, target = read_landmarks(pair.moving_landmarks), read_landmarks(pair.fixed_landmarks)
         result_csv = out_dir / f"{pair.case}.csv"
-        warped = io.read_landmarks(result_csv) if result_csv.is_file() else source
+        warped = read_landmarks(result_csv) if result_csv.is_file() else source
         before.append(metrics.tre(source, target) / diagonal)
         after.append(metrics.tre(warped, target) / diagonal)
     return np.concatenate(before or [[]]), np.concatenate(after or [[]])
@@ -140,16 +144,16 @@ def plot_rtre_histogram(before: np.ndarray, after: np.ndarray, path) -> None:
     ax.set(xscale="log", xlabel="rTRE", ylabel="fraction of landmarks", ylim=(0, 1))
     ax.legend(loc="lower right")
     fig.tight_layout()
-    with io.atomic_write(path, "wb") as f:
+    with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png")
 
 
 def evaluate_table(pairs_csv, out_dir, *, progress: bool = True, **register_options) -> pd.DataFrame:
     """Evaluate every pair of an ANHIR/BIRL table; writes per-case CSVs, times, results, summary and plot.
 
-    :func:`napari_histoaffine.batch.run_batch` does the same on a dask cluster, with resume.
+    :func:`napari_histoaffine.evaluation.batch.run_batch` does the same on a dask cluster, with resume.
     """
-    pairs = io.read_pairs_table(pairs_csv)
+    pairs = read_pairs_table(pairs_csv)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = [evaluate_pair(pair, out, **register_options)
@@ -157,14 +161,14 @@ def evaluate_table(pairs_csv, out_dir, *, progress: bool = True, **register_opti
     return write_outputs(pairs_csv, pairs, rows, out)
 
 
-def results_frame(pairs: list[io.Pair], rows: list[dict]) -> pd.DataFrame:
+def results_frame(pairs: list[Pair], rows: list[dict]) -> pd.DataFrame:
     """Rows (any order, one per case) as the results table: in the order of ``pairs``, ``error`` last."""
     by_case = {row["Case"]: row for row in rows}
     results = pd.DataFrame([by_case[p.case] for p in pairs if p.case in by_case])
     return results[[c for c in results.columns if c != "error"] + ["error"]]
 
 
-def write_outputs(pairs_csv, pairs: list[io.Pair], rows: list[dict], out_dir, *, partial: bool = False) -> pd.DataFrame:
+def write_outputs(pairs_csv, pairs: list[Pair], rows: list[dict], out_dir, *, partial: bool = False) -> pd.DataFrame:
     """Write ``times.csv``, ``results.csv``, ``summary.md`` and ``rtre_histogram.png`` for finished rows.
 
     The one writer of the serial and the distributed evaluation; ``partial`` writes ``results.csv`` only
@@ -172,15 +176,15 @@ def write_outputs(pairs_csv, pairs: list[io.Pair], rows: list[dict], out_dir, *,
     """
     out = Path(out_dir)
     results = results_frame(pairs, rows)
-    with io.atomic_write(out / "results.csv") as f:
+    with atomic_write(out / "results.csv") as f:
         results.to_csv(f, index=False)
     if partial:
         return results
-    with io.atomic_write(out / "times.csv") as f:
+    with atomic_write(out / "times.csv") as f:
         results[["Case", "seconds"]].to_csv(f, index=False)
     failed = results.loc[results["error"] != "", ["Case", "error"]]
     flagged = results.loc[results["flagged"].fillna(False).astype(bool), ["Case", "confidence", "verdict"]]
-    with io.atomic_write(out / "summary.md") as f:
+    with atomic_write(out / "summary.md") as f:
         f.write(f"# Evaluation of {Path(pairs_csv).resolve()}\n\n{format_summary(summarize(results))}")
         f.writelines(["\n## Flagged: check these by eye\n\n"] + [f"- {c}: confidence {p:.2f}, {v}\n"
                                                                   for c, p, v in flagged.itertuples(index=False)]

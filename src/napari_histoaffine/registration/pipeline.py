@@ -6,10 +6,10 @@ scale; a close race, or a doubtful scale guess, makes the pose search take a sec
 look whose new poses join the race → the leader, with its close rivals, goes on into a final at
 finer scales, whose winner is the result → the verdict compares it with the different poses tried.
 ``refine=False`` is the paper's method. Every stage shares one
-:class:`~napari_histoaffine.rotation.StructurePyramid`, so no feature level is computed twice.
+:class:`~napari_histoaffine.registration.features.StructurePyramid`, so no feature level is computed twice.
 
-``register_steps`` is a generator that yields :class:`~napari_histoaffine.results.Progress` after
-each stage and returns the :class:`~napari_histoaffine.results.RegistrationResult`, so a GUI can
+``register_steps`` is a generator that yields :class:`~napari_histoaffine.progress.Progress` after
+each stage and returns the :class:`~napari_histoaffine.registration.results.RegistrationResult`, so a GUI can
 run it in a worker, show progress and cancel between stages; ``register`` simply runs it.
 """
 from __future__ import annotations
@@ -22,15 +22,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import transforms
-from .errors import InputError
-from .models import resolve_model
+from .. import transforms
+from ..errors import InputError
+from ..progress import Progress, run_steps
+from .features import StructurePyramid, downsample_pair, small_theta
 from .network import AffineNet
+from .pose import PoseSearch, same_pose
 from .preprocess import DEFAULT_WORKING_SIZE, PreparedImage, prepare_pair
 from .refine import DEFAULT_SCALES, Race, Refiner
-from .results import Pose, Progress, RegistrationResult, TissueMasks
-from .rotation import PoseSearch, StructurePyramid, downsample_pair, same_pose, small_theta
+from .results import Pose, RegistrationResult, TissueMasks
 from .verdict import assess, pose_margin, rivals
+from .weights import resolve_model
 
 
 @dataclass(frozen=True)
@@ -128,16 +130,16 @@ def _pixels(image, full_shape, role: str) -> tuple[np.ndarray, tuple[int, ...]]:
     """The pixels to register and the full-resolution shape the matrix refers to.
 
     ``image`` is an array (gray, RGB or RGBA, any numeric or boolean dtype) or a read pyramid level
-    (:class:`napari_histoaffine.io.ImageLevel`, a reduced level of its ``full_shape``).
+    (:class:`napari_histoaffine.files.images.ImageLevel`, a reduced level of its ``full_shape``).
     """
-    from .io import ImageLevel  # imported here: the engine needs no file I/O of its own
+    from ..files.images import ImageLevel  # imported here: the engine needs no file I/O of its own
 
     if isinstance(image, ImageLevel):
         return np.asarray(image.data), tuple(full_shape or image.full_shape)
     array = np.asarray(image) if isinstance(image, np.ndarray) or hasattr(image, "__array__") else None
     if array is None or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise TypeError(f"the {role} image must be a numpy array (gray, RGB or RGBA) or an io.ImageLevel, "
-                        f"not {type(image).__name__}")
+        raise TypeError(f"the {role} image must be a numpy array (gray, RGB or RGBA) or an ImageLevel "
+                        f"(from files.images.read_image), not {type(image).__name__}")
     return array, tuple(full_shape or array.shape)
 
 
@@ -153,7 +155,7 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
     automatic choice passed over); the other candidates still race, so the verdict can tell whether
     another pose fits better. ``start`` (a full-resolution moving → fixed matrix, e.g. a pose set
     by hand) is refined instead, without the network, and raced against the search's poses in the
-    same way ("refine from here"). Either image may also be an ``io.ImageLevel`` as ``io.read_image``
+    same way ("refine from here"). Either image may also be an ``ImageLevel`` as ``files.images.read_image``
     returns it. When arrays are reduced levels of larger images, ``*_full_shape`` gives the
     full-resolution (rows, cols) the returned matrix refers to.
     """
@@ -221,18 +223,6 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
         rotation_deg=poses[chosen].angle_deg, flipped=poses[chosen].flipped, candidates=poses, verdict=verdict,
         tissue_overlap=_tissue_overlap(prepared_moving, prepared_fixed, matrix),
         masks=TissueMasks(prepared_moving.mask, prepared_fixed.mask, moving_working_to_full, fixed_working_to_full))
-
-
-def run_steps(steps: Generator[Progress, None, RegistrationResult],
-              on_progress: Callable[[Progress], None] | None = None) -> RegistrationResult:
-    """Drive a step generator to its end, reporting each progress item; returns its result."""
-    while True:
-        try:
-            item = next(steps)
-        except StopIteration as stop:
-            return stop.value
-        if on_progress is not None:
-            on_progress(item)
 
 
 def register(moving: np.ndarray, fixed: np.ndarray, *, on_progress: Callable[[Progress], None] | None = None,

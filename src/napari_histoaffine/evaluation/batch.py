@@ -1,11 +1,11 @@
 """Batches of registrations, serially or as tasks on a dask.distributed cluster (no napari here).
 
-:func:`run_batch` runs :func:`evaluation.evaluate_pair` for every pair of a table, in this process, on a
+:func:`run_batch` runs :func:`evaluate_pair` for every pair of a table, in this process, on a
 local cluster (``workers``: processes with one thread each) or on an existing cluster (``scheduler``
 address; the workers must see the same file paths). Rows are gathered as they complete; a pair that
 fails — even one that kills its worker — becomes a row with an ``error``, never a failed batch.
 ``results.csv`` is rewritten as rows arrive, so ``resume`` can skip finished pairs after an
-interruption. The outputs are those of :func:`evaluation.evaluate_table`, written by the same function,
+interruption. The outputs are those of :func:`evaluate_table`, written by the same function,
 in the table's order, so the table equals the serial run's.
 """
 from __future__ import annotations
@@ -18,12 +18,13 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from . import evaluation, io
+from ..files.tables import Pair, read_pairs_table
+from .evaluate import _ROW, evaluate_pair, write_outputs
 
 PARTIAL_EVERY_S = 5.0
 
 
-def finished_rows(pairs: list[io.Pair], out_dir, *, save_transform: bool = False) -> dict[str, dict]:
+def finished_rows(pairs: list[Pair], out_dir, *, save_transform: bool = False) -> dict[str, dict]:
     """Rows of an earlier run to keep: cases without error whose output file exists (``<Case>.json`` for
     transform batches, ``<Case>.csv`` otherwise) and whose row is in ``results.csv``."""
     out = Path(out_dir)
@@ -70,10 +71,10 @@ def run_batch(pairs_csv, out_dir, *, workers: int | None = None, scheduler: str 
     """Evaluate (or, with ``save_transform`` and optional landmarks, just register) every pair of a table.
 
     Serial in this process unless ``workers`` (local cluster of that many processes) or ``scheduler``
-    (address of a running cluster) is given. Writes what :func:`evaluation.evaluate_table` writes, plus
+    (address of a running cluster) is given. Writes what :func:`evaluate_table` writes, plus
     ``<Case>.json`` transforms with ``save_transform``.
     """
-    pairs = io.read_pairs_table(pairs_csv, require_landmarks=require_landmarks)
+    pairs = read_pairs_table(pairs_csv, require_landmarks=require_landmarks)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = finished_rows(pairs, out, save_transform=save_transform) if resume else {}
@@ -87,7 +88,7 @@ def run_batch(pairs_csv, out_dir, *, workers: int | None = None, scheduler: str 
         rows[row["Case"]] = row
         bar.update()
         if time.monotonic() - last > PARTIAL_EVERY_S:
-            evaluation.write_outputs(pairs_csv, pairs, list(rows.values()), out, partial=True)
+            write_outputs(pairs_csv, pairs, list(rows.values()), out, partial=True)
             last = time.monotonic()
 
     try:
@@ -95,27 +96,27 @@ def run_batch(pairs_csv, out_dir, *, workers: int | None = None, scheduler: str 
             _run_distributed(todo, out, workers, scheduler, options, add)
         else:
             for pair in todo:
-                add(evaluation.evaluate_pair(pair, out, **options))
+                add(evaluate_pair(pair, out, **options))
     finally:
         bar.close()
         if rows and len(rows) < len(pairs):  # interrupted: keep what is done for --resume
-            evaluation.write_outputs(pairs_csv, pairs, list(rows.values()), out, partial=True)
-    return evaluation.write_outputs(pairs_csv, pairs, list(rows.values()), out)
+            write_outputs(pairs_csv, pairs, list(rows.values()), out, partial=True)
+    return write_outputs(pairs_csv, pairs, list(rows.values()), out)
 
 
-def _run_distributed(todo: list[io.Pair], out: Path, workers, scheduler, options: dict, add) -> None:
+def _run_distributed(todo: list[Pair], out: Path, workers, scheduler, options: dict, add) -> None:
     from distributed import as_completed
 
     client, cluster = _client(workers, scheduler)
     try:
-        futures = {client.submit(evaluation.evaluate_pair, pair, str(out.resolve()), pure=False, **options): pair
+        futures = {client.submit(evaluate_pair, pair, str(out.resolve()), pure=False, **options): pair
                    for pair in todo}
         for future in as_completed(futures):
             pair = futures.pop(future)
             try:
                 row = future.result()
             except Exception as exc:  # noqa: BLE001 - a worker that died (e.g. out of memory) fails one pair
-                row = {"Case": pair.case, **dict.fromkeys(evaluation._ROW, float("nan")), "success": False,
+                row = {"Case": pair.case, **dict.fromkeys(_ROW, float("nan")), "success": False,
                        "error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
             add(row)
     finally:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import transforms
-from .rotation import FeatureLevel, StructurePyramid
+from .. import transforms
+from .features import FeatureLevel, StructurePyramid
 from .similarity import central_differences
 
 # (long side in px, most Gauss–Newton steps, pixel stride), coarse to fine

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import transforms
-from .preprocess import to_grayscale, to_float
+from .. import transforms
+from ..registration.preprocess import to_float, to_grayscale
 
 VIEWS = ("checkerboard", "swipe", "difference", "false colour")
 

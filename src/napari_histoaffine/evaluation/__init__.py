@@ -1,0 +1,1 @@
+"""Many registrations at once: landmark metrics, table evaluation, dask batches, series."""

@@ -1,0 +1,32 @@
+"""The one progress protocol of every long operation (registration, series, batch, training, slide warp).
+
+A long operation is a generator: it yields :class:`Progress` items while it works and returns its
+result. Callers drive it with :func:`run_steps` (CLI, tests) or wrap it in napari's ``thread_worker``
+(widgets), whose ``quit()`` closes the generator at the next yield: that is the whole cancel protocol.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report: the stage that is running and the overall fraction done (0–1)."""
+
+    stage: str
+    fraction: float
+    message: str = ""
+
+
+
+def run_steps(steps: Generator[Progress, None, object],
+              on_progress: Callable[[Progress], None] | None = None) -> object:
+    """Drive a step generator to its end, reporting each progress item; returns its result."""
+    while True:
+        try:
+            item = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        if on_progress is not None:
+            on_progress(item)

@@ -1,0 +1,1 @@
+"""The registration engine: preprocess, pose search, network, refinement, verdict."""

@@ -1,0 +1,187 @@
+"""Whole-slide warps: a registration applied at full resolution, written as a pyramidal OME-TIFF (no napari).
+
+:func:`warp_to_ome_tiff` applies a registration matrix (moving → fixed full-resolution pixels, see
+:mod:`napari_histoaffine.transforms`) to a moving slide and writes a tiled, pyramidal OME-TIFF on the fixed
+image's grid. Every output level is resampled straight from the moving pyramid (the coarsest moving level
+that is still at least as fine as the output level, pre-averaged by an integer factor where it is much
+finer), one output block at a time, so memory holds a block, the moving pixels it needs and a bounded
+cache of decoded moving tiles — never a level.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from scipy import ndimage
+
+from .errors import InputError
+from .files.atomic import atomic_write
+from .files.tiles import TileSource, level_sources
+from .transforms import compose, invert, resample_matrix, sample_bilinear, scaling, translation, xy_to_rowcol
+
+WRITE_TILE = 256
+
+
+def pyramid_shapes(shape, smallest: int = WRITE_TILE) -> list[tuple[int, int]]:
+    """Level shapes (rows, cols), halving (rounding up) until the long side is at most ``smallest``."""
+    shapes = [tuple(int(v) for v in shape[:2])]
+    while max(shapes[-1]) > smallest:
+        shapes.append(tuple(-(-v // 2) for v in shapes[-1]))
+    return shapes
+
+
+def level_for_warp(sources, out_to_moving: np.ndarray) -> tuple[int, int]:
+    """Moving level to sample for an output grid, and the integer pre-averaging factor for that level.
+
+    ``out_to_moving`` maps output pixels to full-resolution moving pixels. The chosen level is the coarsest
+    whose pixels are no larger than the output's finest sampling step (the smallest singular value of the
+    linear part); when that level is still ≥ 2× finer, it is block-averaged by the integer factor first.
+    """
+    step = float(np.linalg.svd(np.asarray(out_to_moving, float)[:2, :2], compute_uv=False).min())
+    best, best_size = 0, 1.0
+    for i, source in enumerate(sources):
+        size = max(f / s for f, s in zip(source.full_shape, source.shape[:2]))
+        if size <= step * 1.01 and size > best_size:
+            best, best_size = i, size
+    return best, max(1, int(math.floor(step / best_size + 1e-6)))
+
+
+def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype, copy=False)
+
+
+def warp_block(source, block_to_moving: np.ndarray, shape, *, factor: int = 1, order: int = 1,
+               background=0.0, dtype=None) -> np.ndarray:
+    """Warp the moving pixels one output block needs: ``block_to_moving`` maps block pixels to ``source``'s pixels.
+
+    Reads only the bounding box of the block's footprint (plus the interpolation margin) from ``source``.
+    Outside the moving image the block is ``background`` (a value, or one per channel).
+    """
+    rows, cols = int(shape[0]), int(shape[1])
+    channels = source.shape[2:]
+    dtype = np.dtype(dtype or source.dtype)
+    corners = np.array([[0, 0, 1], [cols - 1, 0, 1], [0, rows - 1, 1], [cols - 1, rows - 1, 1]], float)
+    pts = corners @ np.asarray(block_to_moving, float)[:2].T
+    lo = np.floor(pts.min(axis=0)).astype(np.int64) - 1
+    hi = np.floor(pts.max(axis=0)).astype(np.int64) + 3
+    if factor > 1:
+        lo, hi = (lo // factor) * factor, -(-hi // factor) * factor
+    x0, y0 = (max(int(v), 0) for v in lo)
+    x1, y1 = min(int(hi[0]), source.shape[1]), min(int(hi[1]), source.shape[0])
+    fill = np.asarray(background, np.float32)
+    out = np.full((rows, cols, *channels), fill, np.float32)
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        return _to_dtype(out, dtype)
+    region = source.read(y0, y1, x0, x1)
+    matrix = compose(block_to_moving, translation(-x0, -y0))
+    if factor > 1:
+        h, w = region.shape[0] // factor, region.shape[1] // factor
+        if h < 1 or w < 1:
+            return _to_dtype(out, dtype)
+        region = region[:h * factor, :w * factor].reshape(h, factor, w, factor, *channels).mean(axis=(1, 3),
+                                                                                                    dtype=np.float32)
+        # reduced pixel i covers region pixels factor*i … factor*i + factor - 1
+        half = (factor - 1) / 2.0
+        matrix = compose(matrix, invert(compose(scaling(factor), translation(half, half))))
+    if order == 1:
+        return _to_dtype(sample_bilinear(region, matrix, (rows, cols), fill), dtype)
+    rc = xy_to_rowcol(matrix)
+    planes = [region] if region.ndim == 2 else [region[..., c] for c in range(region.shape[-1])]
+    fills = np.broadcast_to(fill, (len(planes),))
+    warped = [ndimage.affine_transform(plane, rc[:2, :2], offset=rc[:2, 2], output_shape=(rows, cols), order=order,
+                                       cval=float(value), mode="constant", output=np.float32)
+              for plane, value in zip(planes, fills)]
+    out = warped[0] if region.ndim == 2 else np.stack(warped, axis=-1)
+    return _to_dtype(out, dtype)
+
+
+def _level_tiles(sources, matrix, full_shape, level_shape, tile: int, write_tile: int, order: int, background,
+                 dtype, tick: Callable[[int], None]) -> Iterator[np.ndarray]:
+    """Write tiles of one output level in row-major order, computed ``write_tile`` rows × ``tile`` cols at a time."""
+    out_to_full = resample_matrix(level_shape, full_shape)
+    out_to_moving = compose(out_to_full, invert(matrix))
+    index, factor = level_for_warp(sources, out_to_moving)
+    source = sources[index]
+    to_level = invert(resample_matrix(source.shape, source.full_shape))
+    rows, cols = level_shape
+    width = max(write_tile, tile // write_tile * write_tile)
+    for r0 in range(0, rows, write_tile):
+        for c0 in range(0, cols, width):
+            block_w = min(width, -(-(cols - c0) // write_tile) * write_tile)
+            block_to_moving = compose(translation(c0, r0), out_to_moving, to_level)
+            block = warp_block(source, block_to_moving, (write_tile, block_w), factor=factor, order=order,
+                               background=background, dtype=dtype)
+            for t0 in range(0, block_w, write_tile):
+                yield block[:, t0:t0 + write_tile]
+            tick(write_tile * block_w)
+
+
+def slide_background(sources) -> np.ndarray:
+    """A slide's own background colour: the per-channel median of the border pixels of its smallest level."""
+    smallest = sources[-1]
+    pixels = np.asarray(smallest.read(0, smallest.shape[0], 0, smallest.shape[1]), np.float32)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    return np.median(border, axis=0)
+
+
+def warp_to_ome_tiff(moving_path, matrix, fixed_shape, out_path, tile: int = 1024, *, write_tile: int = WRITE_TILE,
+                     compression: str | None = "auto", quality: int = 90, order: int = 1, background="auto",
+                     cache_mb: int = 128, progress: Callable[[float], None] | None = None) -> list[tuple[int, int]]:
+    """Warp the full-resolution moving image onto a ``fixed_shape`` grid and write a tiled pyramidal OME-TIFF.
+
+    ``matrix`` maps moving to fixed full-resolution pixels (a registration result). Output tiles are
+    ``write_tile`` px; they are computed ``tile`` px wide at a time. ``compression`` "auto" is JPEG
+    (``quality``) for 8-bit gray/RGB and zlib otherwise; None writes uncompressed. The file is written
+    to a temporary name and renamed when complete. ``progress`` receives the fraction of output pixels
+    done. Where the moving slide has no pixels the output is ``background``: "auto" is the slide's own
+    background colour (see :func:`slide_background`; white on a bright-field slide), or a value, or
+    one value per channel. Returns the shapes of the written levels.
+    """
+    if write_tile % 16 or write_tile < 16:
+        raise InputError(f"write_tile must be a multiple of 16, got {write_tile}")
+    matrix = np.asarray(matrix, float)
+    if matrix.shape != (3, 3) or not np.isfinite(matrix).all() or abs(np.linalg.det(matrix[:2, :2])) < 1e-12:
+        raise InputError("the transform must be a finite, invertible 3x3 matrix")
+    full_shape = tuple(int(v) for v in fixed_shape[:2])
+    if min(full_shape) < 1:
+        raise InputError(f"invalid output shape {full_shape}")
+    sources = level_sources(moving_path, cache_bytes=cache_mb << 20, keep_open=True)
+    try:
+        first = sources[0]
+        dtype, channels = np.dtype(first.dtype), first.shape[2:]
+        fill = slide_background(sources) if isinstance(background, str) and background == "auto" else background
+        if compression == "auto":
+            compression = "jpeg" if dtype == np.uint8 and channels in ((), (3,)) else "zlib"
+        options = {"tile": (write_tile, write_tile), "dtype": dtype, "compression": compression,
+                   "buffersize": 32 << 20,  # tifffile encodes this many bytes of tiles at a time
+                   "photometric": "rgb" if channels and channels[0] in (3, 4) else "minisblack"}
+        if compression == "jpeg":
+            options["compressionargs"] = {"level": int(quality)}
+        shapes = pyramid_shapes(full_shape, write_tile)
+        total = float(sum(-(-r // write_tile) * write_tile * -(-c // write_tile) * write_tile for r, c in shapes))
+        done = [0]
+
+        def tick(n: int) -> None:
+            done[0] += n
+            if progress is not None:
+                progress(min(done[0] / total, 1.0))
+
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(out_path, "wb") as f, tifffile.TiffWriter(f, bigtiff=True, ome=True) as tif:
+            for k, shape in enumerate(shapes):
+                tiles = _level_tiles(sources, matrix, full_shape, shape, tile, write_tile, order, fill, dtype, tick)
+                extra = ({"subifds": len(shapes) - 1, "software": "napari-histoaffine",
+                          "metadata": {"axes": "YXS" if channels else "YX", "Name": Path(out_path).name}}
+                         if k == 0 else {"subfiletype": 1})
+                tif.write(tiles, shape=(*shape, *channels), **options, **extra)
+    finally:
+        for source in sources:
+            if isinstance(source, TileSource):
+                source.close()
+    return shapes
