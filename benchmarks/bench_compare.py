@@ -58,6 +58,7 @@ from napari_histoaffine.files.images import ImageLevel  # noqa: E402
 from napari_histoaffine.files.tables import read_landmarks, read_pairs_table, write_landmarks  # noqa: E402
 from napari_histoaffine.plugin.layer_transforms import fit_affine  # noqa: E402
 from napari_histoaffine.registration.features import StructurePyramid  # noqa: E402
+from napari_histoaffine.registration.options import RegistrationOptions  # noqa: E402
 from napari_histoaffine.registration.pose import search_pose  # noqa: E402
 from napari_histoaffine.registration.preprocess import prepare_pair, resample, to_grayscale, working_factor  # noqa: E402
 from napari_histoaffine.registration.weights import default_weights_path  # noqa: E402
@@ -161,7 +162,7 @@ def on_levels(fn):
 
 
 def pipeline(**options):
-    return lambda m, f: register_levels(m, f, **options).matrix
+    return lambda m, f: register_levels(m, f, RegistrationOptions(**options)).matrix
 
 
 DEFAULT = "default pipeline (rotation + network + refinement)"

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from napari_histoaffine.evaluation.evaluate import register_files
 from napari_histoaffine.files.tables import read_pairs_table
+from napari_histoaffine.registration.options import RegistrationOptions
 from napari_histoaffine.registration.preprocess import DEFAULT_WORKING_SIZE
 
 DEFAULT_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench-lung-lesion-3" / "pairs.csv"
@@ -26,9 +27,9 @@ def main():
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    options = {"model": None if args.model == "none" else args.model, "refine": not args.no_refine,
-               "working_size": args.working_size}
-    timings = [register_files(p.moving_image, p.fixed_image, **options).timings
+    options = RegistrationOptions(model=None if args.model == "none" else args.model, refine=not args.no_refine,
+                                  working_size=args.working_size)
+    timings = [register_files(p.moving_image, p.fixed_image, options).timings
                for p in tqdm(read_pairs_table(args.pairs), unit="pair")]
     stages = list(dict.fromkeys(s for t in timings for s in t))
     columns = {s: [t[s] * 1000 for t in timings if s in t] for s in stages}

@@ -11,11 +11,12 @@ from skimage.transform import rescale
 from napari_histoaffine import transforms
 from napari_histoaffine.cli import main
 from napari_histoaffine.evaluation import batch
-from napari_histoaffine.evaluation.evaluate import evaluate_pair, evaluate_table
+from napari_histoaffine.evaluation.evaluate import evaluate_pair
 from napari_histoaffine.files.images import read_image, write_image
 from napari_histoaffine.files.tables import read_landmarks, write_landmarks
+from napari_histoaffine.registration.options import RegistrationOptions
 
-OPTIONS = {"model": None, "working_size": 128, "search_mirror": False}
+OPTIONS = RegistrationOptions(model=None, working_size=128, search_mirror=False)
 TIMING = "seconds"
 
 
@@ -46,7 +47,7 @@ def table(tmp_path_factory):
 @pytest.fixture(scope="module")
 def serial(table, tmp_path_factory):
     out = tmp_path_factory.mktemp("serial")
-    return out, evaluate_table(table / "pairs.csv", out, progress=False, **OPTIONS)
+    return out, batch.run_batch(table / "pairs.csv", out, OPTIONS)
 
 
 def _comparable(results: pd.DataFrame) -> pd.DataFrame:
@@ -66,7 +67,7 @@ def test_serial_run_records_the_corrupt_pair(serial):
 
 def test_local_cluster_of_two_gives_the_serial_table(table, serial, tmp_path):
     out, expected = serial
-    results = batch.run_batch(table / "pairs.csv", tmp_path, workers=2, progress=False, **OPTIONS)
+    results = batch.run_batch(table / "pairs.csv", tmp_path, OPTIONS, workers=2)
     pd.testing.assert_frame_equal(_comparable(results), _comparable(expected))
     on_disk = pd.read_csv(tmp_path / "results.csv", keep_default_na=False)
     assert list(on_disk["Case"]) == list(expected["Case"])
@@ -82,7 +83,7 @@ def test_resume_skips_finished_pairs_and_retries_failed(table, serial, tmp_path,
     ran = []
     original = evaluate_pair
     monkeypatch.setattr(batch, "evaluate_pair", lambda pair, *a, **k: ran.append(pair.case) or original(pair, *a, **k))
-    again = batch.run_batch(table / "pairs.csv", tmp_path, resume=True, progress=False, **OPTIONS)
+    again = batch.run_batch(table / "pairs.csv", tmp_path, OPTIONS, resume=True)
     assert ran == ["broken", "pair2"]
     pd.testing.assert_frame_equal(_comparable(again), _comparable(first), check_dtype=False)
 

@@ -7,6 +7,7 @@ import pytest
 from napari_histoaffine.errors import InputError
 from napari_histoaffine.evaluation import metrics
 from napari_histoaffine.registration.network import AffineNet, NetworkConfig
+from napari_histoaffine.registration.options import RegistrationOptions
 from napari_histoaffine.registration.pipeline import register
 from napari_histoaffine.registration.weights import (
     default_weights_path,
@@ -55,8 +56,8 @@ def _median_rtre(result, pair) -> float:
 
 def test_shipped_network_registers_the_sample_better_than_the_rotation_search():
     pair = make_pair()
-    rotation_only = register(pair.moving, pair.fixed, model=None, refine=False)
-    with_network = register(pair.moving, pair.fixed, refine=False)  # model="default"
+    rotation_only = register(pair.moving, pair.fixed, RegistrationOptions(model=None, refine=False))
+    with_network = register(pair.moving, pair.fixed, RegistrationOptions(refine=False))  # model="default"
     assert with_network.stages == ["preprocess", "pose search", "network"]
     assert _median_rtre(with_network, pair) < 0.5 * _median_rtre(rotation_only, pair)
     assert with_network.ncc_after > rotation_only.ncc_after

@@ -6,6 +6,7 @@ from skimage import data, transform
 from napari_histoaffine import transforms
 from napari_histoaffine.errors import InputError
 from napari_histoaffine.evaluation.metrics import image_diagonal, landmark_stats
+from napari_histoaffine.registration.options import RegistrationOptions
 from napari_histoaffine.registration.pipeline import register
 
 
@@ -36,7 +37,7 @@ def known_pair(fixed, angle, scale, flip=False, shear=0.0):
 @pytest.mark.parametrize("angle,scale,flip,shear", [(37.0, 0.9, False, 0.08), (200.0, 1.15, True, 0.0)])
 def test_recovers_known_affine_within_one_percent_of_the_diagonal(ihc, angle, scale, flip, shear):
     moving, truth = known_pair(ihc, angle, scale, flip, shear)
-    result = register(moving, ihc, model=None)
+    result = register(moving, ihc, RegistrationOptions(model=None))
     fixed_points = tissue_grid(ihc.shape)
     moving_points = transforms.apply_to_points(transforms.invert(truth), fixed_points)
     stats = landmark_stats(transforms.apply_to_points(result.matrix, moving_points), fixed_points, image_diagonal(ihc.shape))
@@ -49,19 +50,20 @@ def test_recovers_known_affine_within_one_percent_of_the_diagonal(ihc, angle, sc
 
 def test_candidates_are_ranked_and_a_chosen_candidate_is_used(ihc):
     moving, _ = known_pair(ihc, 120.0, 1.0)
-    result = register(moving, ihc, model=None, refine=False)
+    result = register(moving, ihc, RegistrationOptions(model=None, refine=False))
     scores = [p.score for p in result.candidates]
     assert scores == sorted(scores, reverse=True) and len(scores) > 1
-    runner_up = register(moving, ihc, model=None, refine=False, candidate=1)
+    runner_up = register(moving, ihc, RegistrationOptions(model=None, refine=False), candidate=1)
     assert (runner_up.rotation_deg, runner_up.flipped) == (result.candidates[1].angle_deg, result.candidates[1].flipped)
     with pytest.raises(InputError, match="candidate"):
-        register(moving, ihc, model=None, refine=False, candidate=99)
+        register(moving, ihc, RegistrationOptions(model=None, refine=False), candidate=99)
 
 
 def test_matrix_refers_to_full_resolution_when_given_a_reduced_level(ihc):
     moving, truth = known_pair(ihc, 15.0, 1.0)
     half = lambda img: (transform.rescale(img, 0.5, channel_axis=-1, anti_aliasing=True) * 255).astype(np.uint8)
-    result = register(half(moving), half(ihc), model=None, moving_full_shape=moving.shape[:2], fixed_full_shape=ihc.shape[:2])
+    result = register(half(moving), half(ihc), RegistrationOptions(model=None), moving_full_shape=moving.shape[:2],
+                      fixed_full_shape=ihc.shape[:2])
     assert result.moving_shape == moving.shape[:2] and result.fixed_shape == ihc.shape[:2]
     fixed_points = tissue_grid(ihc.shape)
     moving_points = transforms.apply_to_points(transforms.invert(truth), fixed_points)
@@ -72,22 +74,22 @@ def test_matrix_refers_to_full_resolution_when_given_a_reduced_level(ihc):
 def test_grayscale_and_float_inputs_register(ihc):
     moving, _ = known_pair(ihc, 30.0, 1.0)
     gray_fixed = ihc.mean(axis=2).astype(np.float32) / 255.0
-    result = register(moving[..., 0].astype(np.uint16) * 200, gray_fixed, model=None, refine=False)
+    result = register(moving[..., 0].astype(np.uint16) * 200, gray_fixed, RegistrationOptions(model=None, refine=False))
     assert np.isfinite(result.matrix).all()
 
 
 def test_empty_image_is_rejected_with_a_clear_error(ihc):
     with pytest.raises(InputError, match="empty"):
-        register(np.zeros((0, 10, 3), np.uint8), ihc, model=None)
+        register(np.zeros((0, 10, 3), np.uint8), ihc, RegistrationOptions(model=None))
 
 
 def test_an_untrained_network_keeps_the_pose_and_its_stage_is_reported(ihc):
     from napari_histoaffine.registration.network import AffineNet, NetworkConfig
 
     moving, _ = known_pair(ihc, 75.0, 1.05)
-    pose_only = register(moving, ihc, model=None, refine=False)
+    pose_only = register(moving, ihc, RegistrationOptions(model=None, refine=False))
     untrained = AffineNet(NetworkConfig(correlation_radius=0))  # the identity at initialisation
-    with_network = register(moving, ihc, model=untrained, refine=False)
+    with_network = register(moving, ihc, RegistrationOptions(model=untrained, refine=False))
     assert with_network.stages == ["preprocess", "pose search", "network"]
     np.testing.assert_allclose(with_network.matrix, pose_only.matrix, atol=1e-4)
 

@@ -10,6 +10,7 @@ from napari_histoaffine._qt.register_widget import WEIGHTS_FILE
 from napari_histoaffine.files.images import read_image, write_image
 from napari_histoaffine.files.tables import write_landmarks
 from napari_histoaffine.registration.network import AffineNet
+from napari_histoaffine.registration.options import RegistrationOptions
 from napari_histoaffine.registration.pipeline import register
 from napari_histoaffine.registration.weights import load_model, read_model_metadata
 from napari_histoaffine.sample import make_pair
@@ -135,9 +136,9 @@ def test_training_a_new_network_raises_the_pairs_ncc(qtbot, setup, tmp_path):
     assert not messages and not widget.outcome.stopped and widget.outcome.steps == 20
     widget.save(tmp_path / "tuned.safetensors")
     pair = make_pair()
-    options = dict(refine=False, working_size=128)
-    pose_only = register(pair.moving, pair.fixed, model=None, **options)
-    after = register(pair.moving, pair.fixed, model=load_model(tmp_path / "tuned.safetensors"), **options)
+    pose_only = register(pair.moving, pair.fixed, RegistrationOptions(model=None, refine=False, working_size=128))
+    tuned = load_model(tmp_path / "tuned.safetensors")
+    after = register(pair.moving, pair.fixed, RegistrationOptions(model=tuned, refine=False, working_size=128))
     # the pose search's scale check leaves less to correct than it used to (NCC 0.60, was 0.57)
     assert after.ncc_after > pose_only.ncc_after + 0.04
 
@@ -163,6 +164,6 @@ def test_fine_tuning_the_shipped_weights_raises_the_pairs_ncc(qtbot, setup):
     widget.start_button.click()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
     assert not messages and widget.outcome.steps == FINE_TUNE_STEPS
-    before = register(moving, fixed, model="default", refine=False)
-    after = register(moving, fixed, model=load_model(widget.model_path), refine=False)
+    before = register(moving, fixed, RegistrationOptions(refine=False))
+    after = register(moving, fixed, RegistrationOptions(model=load_model(widget.model_path), refine=False))
     assert after.ncc_after > before.ncc_after + 0.01

@@ -46,6 +46,7 @@ from ..plugin.layer_transforms import (
     points_between,
     rowcol_to_xy,
 )
+from ..registration.options import RegistrationOptions
 from ..registration.pipeline import register_steps
 from ..registration.preprocess import DEFAULT_WORKING_SIZE, resample
 from ..registration.results import RegistrationResult
@@ -263,7 +264,7 @@ class RegisterWidget(QWidget):
         """The picked layers, and the arrays (at one pixel size) and options the engine gets; raises HistoAffineError."""
         layers = self.pickers.selected()
         (fixed, fixed_full), (moving, moving_full) = pair_arrays(layers[:2], DEFAULT_WORKING_SIZE)
-        options = {"model": self._model(), "refine": self.refine_check.isChecked(), "working_size": DEFAULT_WORKING_SIZE,
+        options = {"options": RegistrationOptions(model=self._model(), refine=self.refine_check.isChecked()),
                    "moving_full_shape": moving_full, "fixed_full_shape": fixed_full}
         return layers, (moving, fixed, options)
 

@@ -11,6 +11,7 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QListWidget, QListWid
 from ..errors import HistoAffineError, InputError
 from ..evaluation.series import register_sections_steps
 from ..plugin.layer_transforms import data_to_world_matrix, layer_matrices, moving_layer_affine
+from ..registration.options import RegistrationOptions
 from ..registration.preprocess import DEFAULT_WORKING_SIZE
 from ..registration.weights import default_weights_path
 from .register_widget import OVERLAY_OPACITY, make_button, pair_arrays, scrolled_layout
@@ -18,7 +19,7 @@ from .register_widget import OVERLAY_OPACITY, make_button, pair_arrays, scrolled
 
 @thread_worker
 def _series_worker(reference, sections, reference_full, options):
-    return (yield from register_sections_steps(reference, sections, reference_full, **options))
+    return (yield from register_sections_steps(reference, sections, reference_full, options))
 
 
 class SeriesWidget(QWidget):
@@ -99,7 +100,7 @@ class SeriesWidget(QWidget):
             show_error(str(exc))
             self.status.setText("Not registered: the input was refused (see the message).")
             return
-        options = {"model": "default" if default_weights_path() else None}
+        options = RegistrationOptions(model="default" if default_weights_path() else None)
         self._reference = reference_layer
         self.worker = _series_worker(reference, jobs, reference_full, options)
         self.worker.yielded.connect(lambda item: (self.progress.setValue(round(100 * item.fraction)),

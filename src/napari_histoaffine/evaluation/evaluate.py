@@ -6,21 +6,23 @@ Aggregates use the scorer's definitions; a pair that failed is scored with the i
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from .. import transforms
 from ..errors import HistoAffineError, InputError
-from ..evaluation import metrics
 from ..files.atomic import atomic_write, write_json
 from ..files.images import ImageLevel, read_image
-from ..files.tables import Pair, read_landmarks, read_pairs_table, write_landmarks
+from ..files.tables import Pair, read_landmarks, write_landmarks
+from ..progress import Progress
+from ..registration.options import DEFAULT_WORKING_SIZE, RegistrationOptions
 from ..registration.pipeline import register
-from ..registration.preprocess import DEFAULT_WORKING_SIZE
 from ..registration.results import RegistrationResult
+from . import metrics
 
 _ROW = ("rtre_median", "rtre_mean", "rtre_max", "success", "robustness", "initial_rtre_median",
         "initial_rtre_mean", "initial_rtre_max", "diagonal", "seconds", "rotation_deg", "flipped",
@@ -32,31 +34,41 @@ def read_pair(moving_path, fixed_path, working_size: int = DEFAULT_WORKING_SIZE)
     return read_image(moving_path, max_long_side=working_size), read_image(fixed_path, max_long_side=working_size)
 
 
-def register_levels(moving: ImageLevel, fixed: ImageLevel, **options) -> RegistrationResult:
+def register_levels(moving: ImageLevel, fixed: ImageLevel, options: RegistrationOptions | None = None, *,
+                    on_progress: Callable[[Progress], None] | None = None) -> RegistrationResult:
     """Register two read levels; the matrix refers to the full-resolution images."""
-    return register(moving.data, fixed.data, moving_full_shape=moving.full_shape,
-                    fixed_full_shape=fixed.full_shape, **options)
+    return register(moving.data, fixed.data, options, moving_full_shape=moving.full_shape,
+                    fixed_full_shape=fixed.full_shape, on_progress=on_progress)
 
 
-def register_files(moving_path, fixed_path, **options) -> RegistrationResult:
-    """Read and register two image files; ``options`` are those of :func:`~napari_histoaffine.registration.pipeline.register`."""
-    levels = read_pair(moving_path, fixed_path, options.get("working_size", DEFAULT_WORKING_SIZE))
-    return register_levels(*levels, **options)
+def register_files(moving_path, fixed_path, options: RegistrationOptions | None = None) -> RegistrationResult:
+    """Read and register two image files."""
+    options = options or RegistrationOptions()
+    return register_levels(*read_pair(moving_path, fixed_path, options.working_size), options)
 
 
 def _prefixed(prefix: str, stats: metrics.LandmarkStats) -> dict:
     return {f"{prefix}rtre_{k}": getattr(stats, f"rtre_{k}") for k in ("median", "mean", "max")}
 
 
-def evaluate_pair(pair: Pair, out_dir, *, require_landmarks: bool = True, save_transform: bool = False,
-                  **register_options) -> dict:
-    """Register one pair, write ``out_dir/<Case>.csv`` and return its row of results.
+class BatchMode(str, Enum):
+    """What a table run is for: ``EVALUATE`` scores every pair against its landmarks (which it needs);
+    ``REGISTER`` writes every pair's transform (``<Case>.json``, the CLI's transform file format) and
+    scores the pairs that have landmarks."""
+
+    EVALUATE = "evaluate"
+    REGISTER = "register"
+
+
+def evaluate_pair(pair: Pair, out_dir, options: RegistrationOptions | None = None, *,
+                  mode: BatchMode = BatchMode.EVALUATE) -> dict:
+    """Register one pair, write ``out_dir/<Case>.csv`` (and ``<Case>.json`` in REGISTER mode), return its row.
 
     Never raises for per-pair problems: the row's ``error`` holds the message and no ``<Case>.csv``
-    is left behind (a stale one is removed first). With ``require_landmarks=False`` a pair without
-    landmarks is registered and left unscored; ``save_transform`` also writes ``<Case>.json`` (the
-    transform file format of the CLI).
+    is left behind (a stale one is removed first).
     """
+    options = options or RegistrationOptions()
+    save_transform = mode is BatchMode.REGISTER
     row = {"Case": pair.case, **dict.fromkeys(_ROW, float("nan")), "success": False}
     result_csv = Path(out_dir) / f"{pair.case}.csv"
     result_json = Path(out_dir) / f"{pair.case}.json"
@@ -66,16 +78,15 @@ def evaluate_pair(pair: Pair, out_dir, *, require_landmarks: bool = True, save_t
         if save_transform:
             result_json.unlink(missing_ok=True)
         scored = bool(pair.moving_landmarks and pair.fixed_landmarks)
-        if require_landmarks and not scored:
+        if mode is BatchMode.EVALUATE and not scored:
             raise InputError(f"case {pair.case} has no source or target landmarks")
         if scored:
             source, target = read_landmarks(pair.moving_landmarks), read_landmarks(pair.fixed_landmarks)
-        moving, fixed = read_pair(pair.moving_image, pair.fixed_image,
-                                  register_options.get("working_size", DEFAULT_WORKING_SIZE))
+        moving, fixed = read_pair(pair.moving_image, pair.fixed_image, options.working_size)
         diagonal = metrics.image_diagonal(fixed.full_shape)
         if scored:
             row.update(_prefixed("initial_", metrics.landmark_stats(source, target, diagonal)), diagonal=diagonal)
-        result = register_levels(moving, fixed, **register_options)
+        result = register_levels(moving, fixed, options)
         if save_transform:
             paths = {"moving_image": pair.moving_image, "fixed_image": pair.fixed_image,
                      "moving_landmarks": pair.moving_landmarks, "fixed_landmarks": pair.fixed_landmarks}
@@ -146,19 +157,6 @@ def plot_rtre_histogram(before: np.ndarray, after: np.ndarray, path) -> None:
     fig.tight_layout()
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png")
-
-
-def evaluate_table(pairs_csv, out_dir, *, progress: bool = True, **register_options) -> pd.DataFrame:
-    """Evaluate every pair of an ANHIR/BIRL table; writes per-case CSVs, times, results, summary and plot.
-
-    :func:`napari_histoaffine.evaluation.batch.run_batch` does the same on a dask cluster, with resume.
-    """
-    pairs = read_pairs_table(pairs_csv)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = [evaluate_pair(pair, out, **register_options)
-            for pair in tqdm(pairs, desc="evaluate", unit="pair", disable=not progress)]
-    return write_outputs(pairs_csv, pairs, rows, out)
 
 
 def results_frame(pairs: list[Pair], rows: list[dict]) -> pd.DataFrame:

@@ -17,7 +17,7 @@ rotation, mirror, confidence, flagged, rTRE where both landmark files are found,
 from __future__ import annotations
 
 import json
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 import numpy as np
@@ -25,20 +25,23 @@ import pandas as pd
 
 from .. import transforms
 from ..errors import HistoAffineError, InputError
-from ..evaluation import batch, metrics
 from ..files.atomic import atomic_write, write_json
 from ..files.tables import read_landmarks, write_landmarks
 from ..files.tiles import image_shape
 from ..progress import Progress
+from ..registration.options import RegistrationOptions
 from ..registration.pipeline import register
 from ..registration.results import RegistrationResult
 from ..warp import warp_to_ome_tiff
+from . import metrics
+from .batch import run_batch
+from .evaluate import BatchMode
 
 SUMMARY_COLUMNS = ("section", "rotation_deg", "mirrored", "confidence", "flagged", "rtre_median", "error")
 
 
 def register_sections_steps(reference: np.ndarray, sections: list[tuple[str, np.ndarray, tuple]], reference_full_shape,
-                            **register_options) -> Generator[Progress, None, dict]:
+                            options: RegistrationOptions | None = None) -> Generator[Progress, None, dict]:
     """Register in-memory sections ``(name, array, full shape)`` onto ``reference`` one by one.
 
     Yields progress after each section (so a GUI can cancel between sections) and returns
@@ -47,8 +50,8 @@ def register_sections_steps(reference: np.ndarray, sections: list[tuple[str, np.
     outcomes: dict[str, RegistrationResult | str] = {}
     for i, (name, array, full_shape) in enumerate(sections):
         try:
-            outcomes[name] = register(array, reference, moving_full_shape=full_shape,
-                                      fixed_full_shape=reference_full_shape, **register_options)
+            outcomes[name] = register(array, reference, options, moving_full_shape=full_shape,
+                                      fixed_full_shape=reference_full_shape)
             verdict = outcomes[name].verdict
             message = f"{name}: {'check it' if verdict.flagged else 'confident'}"
         except HistoAffineError as exc:
@@ -70,9 +73,9 @@ def _landmarks(folder, section: str) -> np.ndarray | None:
     return read_landmarks(path) if path is not None and path.is_file() else None
 
 
-def register_series(reference, movings, out_dir, *, chain: bool = False, landmarks_dir=None, warp: bool = False,
-                    workers: int | None = None, scheduler: str | None = None, resume: bool = False,
-                    progress: bool = True, **register_options) -> pd.DataFrame:
+def register_series(reference, movings, out_dir, options: RegistrationOptions | None = None, *, chain: bool = False,
+                    landmarks_dir=None, warp: bool = False, workers: int | None = None, scheduler: str | None = None,
+                    resume: bool = False, on_progress: Callable[[Progress], None] | None = None) -> pd.DataFrame:
     """Register every moving section onto ``reference``; writes the outputs above and returns the summary."""
     paths = [str(Path(p).resolve()) for p in [reference, *movings]]
     sections = [_section(p) for p in paths]
@@ -87,8 +90,8 @@ def register_series(reference, movings, out_dir, *, chain: bool = False, landmar
     table = pd.DataFrame({"Source image": paths[1:], "Target image": targets, "Case": sections[1:]})
     with atomic_write(links / "pairs.csv") as f:
         table.to_csv(f, index=False)
-    results = batch.run_batch(links / "pairs.csv", links, workers=workers, scheduler=scheduler, resume=resume,
-                              require_landmarks=False, save_transform=True, progress=progress, **register_options)
+    results = run_batch(links / "pairs.csv", links, options, mode=BatchMode.REGISTER, workers=workers,
+                        scheduler=scheduler, resume=resume, on_progress=on_progress)
     errors = dict(zip(results["Case"], results["error"]))
 
     reference_shape = image_shape(paths[0])

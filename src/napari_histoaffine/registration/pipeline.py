@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,8 +26,9 @@ from ..errors import InputError
 from ..progress import Progress, run_steps
 from .features import StructurePyramid, downsample_pair, small_theta
 from .network import AffineNet
+from .options import RegistrationOptions
 from .pose import PoseSearch, same_pose
-from .preprocess import DEFAULT_WORKING_SIZE, PreparedImage, prepare_pair
+from .preprocess import PreparedImage, prepare_pair
 from .refine import DEFAULT_SCALES, Race, Refiner
 from .results import Pose, RegistrationResult, TissueMasks
 from .verdict import assess, pose_margin, rivals
@@ -143,14 +143,13 @@ def _pixels(image, full_shape, role: str) -> tuple[np.ndarray, tuple[int, ...]]:
     return array, tuple(full_shape or array.shape)
 
 
-def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path | AffineNet | None = "default",
-                   refine: bool = True, search_mirror: bool = True, working_size: int = DEFAULT_WORKING_SIZE,
-                   top_k: int = 4, candidate: int | None = None, start: np.ndarray | None = None,
+def register_steps(moving: np.ndarray, fixed: np.ndarray, options: RegistrationOptions | None = None, *,
+                   candidate: int | None = None, start: np.ndarray | None = None,
                    moving_full_shape=None, fixed_full_shape=None) -> Generator[Progress, None, RegistrationResult]:
-    """Register ``moving`` onto ``fixed``, yielding progress after each stage.
+    """Register ``moving`` onto ``fixed`` as ``options`` say (default: :class:`RegistrationOptions`()),
+    yielding progress after each stage.
 
-    ``model`` is ``"default"`` (the shipped weights, when the package has them), a weights file,
-    a loaded network, or ``None`` (pose search and refinement only). ``candidate`` forces the
+    ``candidate`` forces the
     later stages to go on from that pose of the search's ranked candidates (to try a runner-up the
     automatic choice passed over); the other candidates still race, so the verdict can tell whether
     another pose fits better. ``start`` (a full-resolution moving → fixed matrix, e.g. a pose set
@@ -163,8 +162,10 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
     fixed, fixed_full_shape = _pixels(fixed, fixed_full_shape, "fixed")
     if start is not None and candidate is not None:
         raise InputError("give a pose candidate or a start matrix to refine from, not both")
-    network = None if start is not None else resolve_model(model)
-    planned = ["preprocess", "pose search"] + (["network"] if network is not None else []) + (["refinement"] if refine else [])
+    options = options or RegistrationOptions()
+    network = None if start is not None else resolve_model(options.model)
+    planned = ["preprocess", "pose search"] + (["network"] if network is not None else []) + (
+        ["refinement"] if options.refine else [])
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -175,17 +176,17 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
         clock = now
         return Progress(stage, len(timings) / len(planned), f"{stage} done in {timings[stage] * 1000:.0f} ms")
 
-    prepared_moving, prepared_fixed = prepare_pair(moving, fixed, working_size)
+    prepared_moving, prepared_fixed = prepare_pair(moving, fixed, options.working_size)
     moving_working_to_full = transforms.compose(prepared_moving.to_input,
                                                 transforms.resample_matrix(moving.shape, moving_full_shape))
     fixed_working_to_full = transforms.compose(prepared_fixed.to_input,
                                                transforms.resample_matrix(fixed.shape, fixed_full_shape))
     yield finished("preprocess")
     pyramid = StructurePyramid(prepared_moving, prepared_fixed)
-    search = PoseSearch(pyramid, search_mirror=search_mirror)
-    poses = search.first(top_k)
+    search = PoseSearch(pyramid, search_mirror=options.search_mirror)
+    poses = search.first(options.top_k)
     if candidate is not None or start is not None:  # the list a forced index refers to is always the full one
-        poses = poses + _second_look(search, poses, top_k)
+        poses = poses + _second_look(search, poses, options.top_k)
     if start is not None:  # the given pose joins the candidates, and is the one that goes on
         here = transforms.compose(moving_working_to_full, np.asarray(start, float), transforms.invert(fixed_working_to_full))
         angle, mirrored = transforms.rotation_and_mirror(here)
@@ -200,12 +201,12 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
     if network is not None:  # the best-fitting (or the forced) pose is corrected by the network
         if candidate is None and len(starts) > 1:
             chosen = int(np.argmax(pyramid.similarity(starts, schedule.race[0][0])))
-        passes = 1 if refine else network.config.passes
+        passes = 1 if options.refine else network.config.passes
         starts[chosen] = _network_start(network, prepared_moving, prepared_fixed, poses[chosen], passes)
         yield finished("network")
-    if refine:
+    if options.refine:
         poses, race, winner, matrix, after = _race_and_final(Refiner(pyramid), search, poses, starts, schedule,
-                                                             candidate, top_k)
+                                                             candidate, options.top_k)
         chosen = race.indices[winner]
         yield finished("refinement")
     else:  # no race: the starts as they are are the yardstick
@@ -225,7 +226,10 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, *, model: str | Path |
         masks=TissueMasks(prepared_moving.mask, prepared_fixed.mask, moving_working_to_full, fixed_working_to_full))
 
 
-def register(moving: np.ndarray, fixed: np.ndarray, *, on_progress: Callable[[Progress], None] | None = None,
-             **options) -> RegistrationResult:
-    """Register ``moving`` onto ``fixed``; see :func:`register_steps` for the options."""
-    return run_steps(register_steps(moving, fixed, **options), on_progress)
+def register(moving: np.ndarray, fixed: np.ndarray, options: RegistrationOptions | None = None, *,
+             candidate: int | None = None, start: np.ndarray | None = None, moving_full_shape=None,
+             fixed_full_shape=None, on_progress: Callable[[Progress], None] | None = None) -> RegistrationResult:
+    """Register ``moving`` onto ``fixed``, reporting to ``on_progress``; see :func:`register_steps`."""
+    steps = register_steps(moving, fixed, options, candidate=candidate, start=start,
+                           moving_full_shape=moving_full_shape, fixed_full_shape=fixed_full_shape)
+    return run_steps(steps, on_progress)

@@ -16,8 +16,8 @@ from scipy import ndimage
 
 from .. import transforms
 from ..errors import InputError
+from .options import DEFAULT_WORKING_SIZE
 
-DEFAULT_WORKING_SIZE = 288
 LUMINANCE = np.array([0.2125, 0.7154, 0.0721], np.float32)
 
 
