@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from napari_histoaffine._qt import training_widget as tw
-from napari_histoaffine._qt.register_widget import WEIGHTS_FILE
+from napari_histoaffine._qt.common import WEIGHTS_FILE
 from napari_histoaffine.files.images import read_image, write_image
 from napari_histoaffine.files.tables import write_landmarks
 from napari_histoaffine.registration.network import AffineNet

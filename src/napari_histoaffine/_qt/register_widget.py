@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from napari.layers import Image, Points
+from napari.layers import Points
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
@@ -18,7 +18,6 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
-    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -26,7 +25,6 @@ from qtpy.QtWidgets import (
     QListWidget,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -38,27 +36,26 @@ from ..files.atomic import atomic_write, write_json
 from ..files.tables import write_landmarks
 from ..files.transform_files import elastix_affine_text, itk_tfm_text, read_transform_file
 from ..plugin.layer_transforms import (
-    common_levels,
     data_to_world_matrix,
     fit_affine,
     layer_matrices,
     moving_layer_affine,
+    pair_arrays,
     points_between,
     rowcol_to_xy,
 )
 from ..registration.options import RegistrationOptions
 from ..registration.pipeline import register_steps
-from ..registration.preprocess import DEFAULT_WORKING_SIZE, resample
+from ..registration.preprocess import DEFAULT_WORKING_SIZE
 from ..registration.results import RegistrationResult
 from ..registration.weights import default_weights_path
 from ..warp import warp_to_ome_tiff
+from .common import BUNDLED, OVERLAY_OPACITY, WEIGHTS_FILE, browse_weights, make_button, scrolled_layout
 from .correction_controls import CorrectionControls
 from .inspection_controls import OFF, InspectionControls
 from .landmark_table import LandmarkTable
 from .layer_pickers import LayerPairPicker, same_layer
 
-BUNDLED, WEIGHTS_FILE = "bundled default", "weights file…"
-OVERLAY_OPACITY = 0.5
 KEYS = {"Alt-R": lambda widget: widget.start_registration(),  # viewer key bindings while the dock is open
         "Alt-O": lambda widget: widget.toggle_overlay(),
         "Alt-C": lambda widget: widget.toggle_checkerboard()}
@@ -68,60 +65,6 @@ KEYS = {"Alt-R": lambda widget: widget.start_registration(),  # viewer key bindi
 def _register_worker(moving, fixed, options):
     """Generator worker: yields the pipeline's Progress items, returns its RegistrationResult."""
     return (yield from register_steps(moving, fixed, **options))
-
-
-def make_button(text: str, slot) -> QPushButton:
-    """A push button wired to ``slot``."""
-    widget = QPushButton(text)
-    widget.clicked.connect(slot)
-    return widget
-
-
-def scrolled_layout(owner: QWidget) -> QVBoxLayout:
-    """A vertical layout in a scroll area that fills ``owner``: however tall a dock's content, the
-    main window fits a 1366 × 768 screen and the lower controls are a scroll away."""
-    inner, area = QWidget(), QScrollArea()
-    area.setWidgetResizable(True)
-    area.setFrameShape(QFrame.NoFrame)
-    area.setWidget(inner)
-    outer = QVBoxLayout(owner)
-    outer.setContentsMargins(0, 0, 0, 0)
-    outer.addWidget(area)
-    return QVBoxLayout(inner)
-
-
-def browse_weights(parent: QWidget, path_edit: QLineEdit, choice: QComboBox) -> None:
-    """Ask for a weights file; put it in ``path_edit`` and switch ``choice`` to the weights-file option."""
-    path, _ = QFileDialog.getOpenFileName(parent, "Network weights", "", "safetensors (*.safetensors)")
-    if path:
-        path_edit.setText(path)
-        choice.setCurrentText(WEIGHTS_FILE)
-
-
-def _checked_pixels(layer: Image, array: np.ndarray) -> np.ndarray:
-    values = array[np.isfinite(array)] if np.issubdtype(array.dtype, np.floating) else array
-    if array.size == 0 or min(array.shape[:2]) < 2:
-        raise InputError(f"Image layer '{layer.name}' is empty or too small: shape {array.shape}")
-    if values.size == 0:
-        raise InputError(f"Image layer '{layer.name}' has no finite pixels (NaN or inf everywhere)")
-    if not np.ptp(values) > 0:
-        raise InputError(f"Image layer '{layer.name}' has a single value everywhere: nothing to register")
-    return array
-
-
-def pair_arrays(layers, working_size: int) -> list[tuple[np.ndarray, tuple[int, int]]]:
-    """Pixels of each image layer at one common pixel size (levels chosen jointly, layer scales
-    included), and each layer's level-0 (rows, cols) the matrix refers to."""
-    pyramids = [list(layer.data) if layer.multiscale else [layer.data] for layer in layers]
-    pixel_sizes = [float(np.sqrt(abs(np.prod(layer.scale[-2:])))) for layer in layers]
-    choice = common_levels([[level.shape for level in levels] for levels in pyramids], pixel_sizes, working_size)
-    arrays = []
-    for layer, levels, (index, factor) in zip(layers, pyramids, choice):
-        array = _checked_pixels(layer, np.asarray(levels[index]))
-        if abs(factor - 1.0) > 1e-3:
-            array, _ = resample(array, factor)
-        arrays.append((array, tuple(int(v) for v in levels[0].shape[:2])))
-    return arrays
 
 
 class RegisterWidget(QWidget):

@@ -10,11 +10,11 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QListWidget, QListWid
 
 from ..errors import HistoAffineError, InputError
 from ..evaluation.series import register_sections_steps
-from ..plugin.layer_transforms import data_to_world_matrix, layer_matrices, moving_layer_affine
+from ..plugin.layer_transforms import data_to_world_matrix, layer_matrices, moving_layer_affine, pair_arrays
 from ..registration.options import RegistrationOptions
 from ..registration.preprocess import DEFAULT_WORKING_SIZE
 from ..registration.weights import default_weights_path
-from .register_widget import OVERLAY_OPACITY, make_button, pair_arrays, scrolled_layout
+from .common import OVERLAY_OPACITY, make_button, scrolled_layout
 
 
 @thread_worker

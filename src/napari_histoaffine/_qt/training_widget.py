@@ -38,20 +38,13 @@ from qtpy.QtWidgets import (
 
 from ..errors import HistoAffineError, InputError
 from ..files.atomic import atomic_write
-from ..plugin.layer_transforms import layer_matrices, points_between, rowcol_to_xy
+from ..plugin.layer_transforms import layer_matrices, pair_arrays, points_between, rowcol_to_xy
 from ..registration.network import NetworkConfig
 from ..registration.weights import default_weights_path, resolve_model
 from ..training import TrainingConfig, TrainingUpdate, array_pair, folder_pairs, table_pairs, train
+from .common import BUNDLED, WEIGHTS_FILE, browse_weights, make_button, scrolled_layout
 from .layer_pickers import LayerPairPicker
-from .register_widget import (
-    BUNDLED,
-    WEIGHTS_FILE,
-    RegisterWidget,
-    browse_weights,
-    make_button,
-    pair_arrays,
-    scrolled_layout,
-)
+from .register_widget import RegisterWidget
 
 NEW = "new network"
 FINE_TUNE_LR = 1e-4  # the paper's rate: gentle enough to adapt trained weights (a new network learns faster at 1e-3)

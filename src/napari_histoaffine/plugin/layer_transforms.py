@@ -88,3 +88,31 @@ def fit_affine(moving_xy, fixed_xy) -> np.ndarray:
         raise InputError("refitting an affine needs at least 3 landmark pairs that are not on one line")
     solution, *_ = np.linalg.lstsq(design, dst, rcond=None)
     return np.vstack([solution.T, [0.0, 0.0, 1.0]])
+
+
+def _checked_pixels(layer, array: np.ndarray) -> np.ndarray:
+    values = array[np.isfinite(array)] if np.issubdtype(array.dtype, np.floating) else array
+    if array.size == 0 or min(array.shape[:2]) < 2:
+        raise InputError(f"Image layer '{layer.name}' is empty or too small: shape {array.shape}")
+    if values.size == 0:
+        raise InputError(f"Image layer '{layer.name}' has no finite pixels (NaN or inf everywhere)")
+    if not np.ptp(values) > 0:
+        raise InputError(f"Image layer '{layer.name}' has a single value everywhere: nothing to register")
+    return array
+
+
+def pair_arrays(layers, working_size: int) -> list[tuple[np.ndarray, tuple[int, int]]]:
+    """Pixels of each image layer at one common pixel size (levels chosen jointly, layer scales
+    included), and each layer's level-0 (rows, cols) the matrix refers to."""
+    from ..registration.preprocess import resample  # torch only once a registration starts
+
+    pyramids = [list(layer.data) if layer.multiscale else [layer.data] for layer in layers]
+    pixel_sizes = [float(np.sqrt(abs(np.prod(layer.scale[-2:])))) for layer in layers]
+    choice = common_levels([[level.shape for level in levels] for levels in pyramids], pixel_sizes, working_size)
+    arrays = []
+    for layer, levels, (index, factor) in zip(layers, pyramids, choice):
+        array = _checked_pixels(layer, np.asarray(levels[index]))
+        if abs(factor - 1.0) > 1e-3:
+            array, _ = resample(array, factor)
+        arrays.append((array, tuple(int(v) for v in levels[0].shape[:2])))
+    return arrays
