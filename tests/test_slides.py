@@ -11,7 +11,7 @@ from napari_histoaffine.files.atomic import write_json
 from napari_histoaffine.files.images import open_pyramid, write_image
 from napari_histoaffine.files.tiles import TileSource, level_sources, open_level
 from napari_histoaffine.plugin.readers import get_pyramid_reader
-from napari_histoaffine.warp import level_for_warp, warp_to_ome_tiff
+from napari_histoaffine.warp import level_for_warp, warp_steps, warp_to_ome_tiff
 
 RNG = np.random.default_rng(1)
 
@@ -134,6 +134,30 @@ def test_warp_reads_bounded_regions(slide, tmp_path, monkeypatch):
     warp_to_ome_tiff(path, MATRIX, (280, 400), tmp_path / "w.ome.tif", tile=64, write_tile=32)
     # a block (32 x 64 px) maps to at most 2 x 2 moving pixels a pixel (coarser → next level): never a level
     assert seen and max(seen) < 8 * 32 * 64 < 300 * 420
+
+
+def test_a_cancelled_warp_leaves_the_old_file_and_no_temporary(slide, tmp_path):
+    path, _ = slide
+    out = tmp_path / "w.ome.tif"
+    out.write_bytes(b"the user's earlier export")
+    steps = warp_steps(path, MATRIX, (280, 400), out, tile=64, write_tile=32)
+    fractions = [next(steps).fraction for _ in range(3)]
+    steps.close()  # what Cancel does to the worker's generator
+    assert fractions == sorted(fractions) and 0 < fractions[-1] < 1
+    assert out.read_bytes() == b"the user's earlier export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["moving.ome.tif", "w.ome.tif"]
+
+
+def test_warp_progress_reaches_one_and_matches_the_plain_call(slide, tmp_path):
+    path, _ = slide
+    seen = []
+    warp_to_ome_tiff(path, MATRIX, (280, 400), tmp_path / "a.ome.tif", tile=64, write_tile=32, compression="zlib",
+                     on_progress=seen.append)
+    warp_to_ome_tiff(path, MATRIX, (280, 400), tmp_path / "b.ome.tif", tile=64, write_tile=32, compression="zlib")
+    assert seen[-1].fraction == 1.0 and all(a.fraction <= b.fraction for a, b in zip(seen, seen[1:]))
+    with tifffile.TiffFile(tmp_path / "a.ome.tif") as a, tifffile.TiffFile(tmp_path / "b.ome.tif") as b:
+        for level_a, level_b in zip(a.series[0].levels, b.series[0].levels):
+            np.testing.assert_array_equal(level_a.asarray(), level_b.asarray())
 
 
 def test_warp_cli_output_opens_as_multiscale_layer(slide, tmp_path):

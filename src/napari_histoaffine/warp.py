@@ -1,16 +1,19 @@
 """Whole-slide warps: a registration applied at full resolution, written as a pyramidal OME-TIFF (no napari).
 
-:func:`warp_to_ome_tiff` applies a registration matrix (moving → fixed full-resolution pixels, see
+:func:`warp_steps` applies a registration matrix (moving → fixed full-resolution pixels, see
 :mod:`napari_histoaffine.transforms`) to a moving slide and writes a tiled, pyramidal OME-TIFF on the fixed
 image's grid. Every output level is resampled straight from the moving pyramid (the coarsest moving level
 that is still at least as fine as the output level, pre-averaged by an integer factor where it is much
 finer), one output block at a time, so memory holds a block, the moving pixels it needs and a bounded
-cache of decoded moving tiles — never a level.
+cache of decoded moving tiles — never a level. A writer thread encodes and writes tiles while the next
+block is warped.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +23,11 @@ from scipy import ndimage
 from .errors import InputError
 from .files.atomic import atomic_write
 from .files.tiles import TileSource, level_sources
+from .progress import Progress, run_steps
 from .transforms import compose, invert, resample_matrix, sample_bilinear, scaling, translation, xy_to_rowcol
 
 WRITE_TILE = 256
+QUEUED_TILES = 64  # tiles warped ahead of the writer: 64 RGB 256-px tiles are 12 MB
 
 
 def pyramid_shapes(shape, smallest: int = WRITE_TILE) -> list[tuple[int, int]]:
@@ -101,9 +106,9 @@ def warp_block(source, block_to_moving: np.ndarray, shape, *, factor: int = 1, o
     return _to_dtype(out, dtype)
 
 
-def _level_tiles(sources, matrix, full_shape, level_shape, tile: int, write_tile: int, order: int, background,
-                 dtype, tick: Callable[[int], None]) -> Iterator[np.ndarray]:
-    """Write tiles of one output level in row-major order, computed ``write_tile`` rows × ``tile`` cols at a time."""
+def _level_blocks(sources, matrix, full_shape, level_shape, tile: int, write_tile: int, order: int, background,
+                  dtype) -> Iterator[np.ndarray]:
+    """Blocks of one output level in row-major order, ``write_tile`` rows × a multiple of ``write_tile`` cols each."""
     out_to_full = resample_matrix(level_shape, full_shape)
     out_to_moving = compose(out_to_full, invert(matrix))
     index, factor = level_for_warp(sources, out_to_moving)
@@ -115,11 +120,8 @@ def _level_tiles(sources, matrix, full_shape, level_shape, tile: int, write_tile
         for c0 in range(0, cols, width):
             block_w = min(width, -(-(cols - c0) // write_tile) * write_tile)
             block_to_moving = compose(translation(c0, r0), out_to_moving, to_level)
-            block = warp_block(source, block_to_moving, (write_tile, block_w), factor=factor, order=order,
-                               background=background, dtype=dtype)
-            for t0 in range(0, block_w, write_tile):
-                yield block[:, t0:t0 + write_tile]
-            tick(write_tile * block_w)
+            yield warp_block(source, block_to_moving, (write_tile, block_w), factor=factor, order=order,
+                             background=background, dtype=dtype)
 
 
 def slide_background(sources) -> np.ndarray:
@@ -130,18 +132,69 @@ def slide_background(sources) -> np.ndarray:
     return np.median(border, axis=0)
 
 
-def warp_to_ome_tiff(moving_path, matrix, fixed_shape, out_path, tile: int = 1024, *, write_tile: int = WRITE_TILE,
-                     compression: str | None = "auto", quality: int = 90, order: int = 1, background="auto",
-                     cache_mb: int = 128, progress: Callable[[float], None] | None = None) -> list[tuple[int, int]]:
+class _Aborted(Exception):
+    """Raised inside the writer thread to stop tifffile when the warp is cancelled or fails."""
+
+
+class _TileWriter(threading.Thread):
+    """Writes the pyramid from tiles handed over in a bounded queue, so encoding overlaps the next warp.
+
+    tifffile pulls the tiles of a level from an iterator; that iterator waits on the queue here, in this
+    thread, while the caller's generator warps blocks and can yield progress (and be closed) in between.
+    """
+
+    def __init__(self, out_path, shapes, channels, options: dict, write_tile: int):
+        super().__init__(name="histoaffine-tile-writer", daemon=True)
+        self.out_path, self.shapes, self.channels, self.options = Path(out_path), shapes, channels, options
+        self.write_tile = write_tile
+        self.tiles: queue.Queue = queue.Queue(maxsize=QUEUED_TILES)
+        self.error: BaseException | None = None
+
+    def put(self, tile) -> None:
+        """Hand one tile (or :class:`_Aborted`) over; fails at once if the writer has died."""
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                self.tiles.put(tile, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _level(self, shape) -> Iterator[np.ndarray]:
+        count = -(-shape[0] // self.write_tile) * -(-shape[1] // self.write_tile)
+        for _ in range(count):
+            tile = self.tiles.get()
+            if tile is _Aborted:
+                raise _Aborted()
+            yield tile
+
+    def run(self) -> None:
+        try:
+            with atomic_write(self.out_path, "wb") as f, tifffile.TiffWriter(f, bigtiff=True, ome=True) as tif:
+                for k, shape in enumerate(self.shapes):
+                    extra = ({"subifds": len(self.shapes) - 1, "software": "napari-histoaffine",
+                              "metadata": {"axes": "YXS" if self.channels else "YX", "Name": self.out_path.name}}
+                             if k == 0 else {"subfiletype": 1})
+                    tif.write(self._level(shape), shape=(*shape, *self.channels), **self.options, **extra)
+        except BaseException as exc:  # noqa: BLE001 - handed to the warping thread, which raises it
+            self.error = exc
+
+
+def warp_steps(moving_path, matrix, fixed_shape, out_path, tile: int = 1024, *, write_tile: int = WRITE_TILE,
+               compression: str | None = "auto", quality: int = 90, order: int = 1, background="auto",
+               cache_mb: int = 128) -> Generator[Progress, None, list[tuple[int, int]]]:
     """Warp the full-resolution moving image onto a ``fixed_shape`` grid and write a tiled pyramidal OME-TIFF.
 
     ``matrix`` maps moving to fixed full-resolution pixels (a registration result). Output tiles are
     ``write_tile`` px; they are computed ``tile`` px wide at a time. ``compression`` "auto" is JPEG
-    (``quality``) for 8-bit gray/RGB and zlib otherwise; None writes uncompressed. The file is written
-    to a temporary name and renamed when complete. ``progress`` receives the fraction of output pixels
-    done. Where the moving slide has no pixels the output is ``background``: "auto" is the slide's own
-    background colour (see :func:`slide_background`; white on a bright-field slide), or a value, or
-    one value per channel. Returns the shapes of the written levels.
+    (``quality``) for 8-bit gray/RGB and zlib otherwise; None writes uncompressed. Where the moving slide
+    has no pixels the output is ``background``: "auto" is the slide's own background colour (see
+    :func:`slide_background`; white on a bright-field slide), or a value, or one value per channel.
+
+    Yields progress (fraction of output pixels) after every block and returns the shapes of the written
+    levels. The file is written to a temporary name and renamed when complete: closing the generator
+    (cancel) or an error leaves no output file and any existing one untouched.
     """
     if write_tile % 16 or write_tile < 16:
         raise InputError(f"write_tile must be a multiple of 16, got {write_tile}")
@@ -152,6 +205,7 @@ def warp_to_ome_tiff(moving_path, matrix, fixed_shape, out_path, tile: int = 102
     if min(full_shape) < 1:
         raise InputError(f"invalid output shape {full_shape}")
     sources = level_sources(moving_path, cache_bytes=cache_mb << 20, keep_open=True)
+    writer = None
     try:
         first = sources[0]
         dtype, channels = np.dtype(first.dtype), first.shape[2:]
@@ -165,23 +219,30 @@ def warp_to_ome_tiff(moving_path, matrix, fixed_shape, out_path, tile: int = 102
             options["compressionargs"] = {"level": int(quality)}
         shapes = pyramid_shapes(full_shape, write_tile)
         total = float(sum(-(-r // write_tile) * write_tile * -(-c // write_tile) * write_tile for r, c in shapes))
-        done = [0]
-
-        def tick(n: int) -> None:
-            done[0] += n
-            if progress is not None:
-                progress(min(done[0] / total, 1.0))
-
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(out_path, "wb") as f, tifffile.TiffWriter(f, bigtiff=True, ome=True) as tif:
-            for k, shape in enumerate(shapes):
-                tiles = _level_tiles(sources, matrix, full_shape, shape, tile, write_tile, order, fill, dtype, tick)
-                extra = ({"subifds": len(shapes) - 1, "software": "napari-histoaffine",
-                          "metadata": {"axes": "YXS" if channels else "YX", "Name": Path(out_path).name}}
-                         if k == 0 else {"subfiletype": 1})
-                tif.write(tiles, shape=(*shape, *channels), **options, **extra)
+        writer = _TileWriter(out_path, shapes, channels, options, write_tile)
+        writer.start()
+        done = 0
+        for k, shape in enumerate(shapes):
+            for block in _level_blocks(sources, matrix, full_shape, shape, tile, write_tile, order, fill, dtype):
+                for t0 in range(0, block.shape[1], write_tile):
+                    writer.put(block[:, t0:t0 + write_tile])
+                done += block.shape[0] * block.shape[1]
+                yield Progress("warp", min(done / total, 1.0), f"level {k + 1} of {len(shapes)}")
+        writer.join()
+        if writer.error is not None:
+            raise writer.error
     finally:
+        if writer is not None and writer.is_alive():  # cancelled or failed: stop the writer, which removes its file
+            writer.tiles.put(_Aborted)
+            writer.join()
         for source in sources:
             if isinstance(source, TileSource):
                 source.close()
     return shapes
+
+
+def warp_to_ome_tiff(moving_path, matrix, fixed_shape, out_path, tile: int = 1024, *,
+                     on_progress: Callable[[Progress], None] | None = None, **options) -> list[tuple[int, int]]:
+    """:func:`warp_steps` run to its end (``options`` are its keyword options), progress to ``on_progress``."""
+    return run_steps(warp_steps(moving_path, matrix, fixed_shape, out_path, tile, **options), on_progress)

@@ -33,10 +33,23 @@ def registration_options(args: argparse.Namespace) -> RegistrationOptions:
                                search_mirror=not args.no_mirror, working_size=args.working_size)
 
 
-def report(progress: Progress) -> None:
-    """One progress line on stderr; on a terminal each line replaces the last until the work is done."""
-    line = f"[{progress.fraction:4.0%}] {progress.message}"
-    if sys.stderr.isatty():
-        print(f"\r\033[K{line}", end="\n" if progress.fraction >= 1 else "", file=sys.stderr, flush=True)
-    else:
-        print(line, file=sys.stderr, flush=True)
+class _Report:
+    """Progress lines on stderr: one per whole percent or new stage (a slide warp yields thousands of
+    items); on a terminal each line replaces the last until the work is done."""
+
+    def __init__(self):
+        self.last = ("", -1)
+
+    def __call__(self, progress: Progress) -> None:
+        key = (progress.stage, int(progress.fraction * 100))
+        if key == self.last:
+            return
+        self.last = key
+        line = f"[{progress.fraction:4.0%}] {progress.message}"
+        if sys.stderr.isatty():
+            print(f"\r\033[K{line}", end="\n" if progress.fraction >= 1 else "", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+
+report = _Report()

@@ -141,17 +141,10 @@ def _run_warp(args: argparse.Namespace) -> int:
         fixed_shape = tuple(int(v) for v in saved["fixed_shape"][:2])
     else:
         raise HistoAffineError("the transform file has no fixed_shape: give --like FIXED")
-    marks = list(np.linspace(0.1, 1.0, 10))
-
-    def report(fraction: float) -> None:
-        while marks and fraction >= marks[0] - 1e-9:
-            print(f"[{marks.pop(0):4.0%}] warping", file=sys.stderr, flush=True)
-
     start = time.perf_counter()
     compression = None if args.compression == "none" else args.compression
-    shapes = warp_to_ome_tiff(args.moving, matrix, fixed_shape, args.out, tile=args.tile,
-                                     compression=compression, quality=args.quality, background=args.background,
-                                     progress=report)
+    shapes = warp_to_ome_tiff(args.moving, matrix, fixed_shape, args.out, tile=args.tile, compression=compression,
+                              quality=args.quality, background=args.background, on_progress=report)
     seconds = time.perf_counter() - start
     print(f"wrote {args.out}: {fixed_shape[0]}x{fixed_shape[1]} px, {len(shapes)} levels, {seconds:.1f} s "
           f"({fixed_shape[0] * fixed_shape[1] / 1e6 / seconds:.1f} MPx/s)")
