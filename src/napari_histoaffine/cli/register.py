@@ -93,7 +93,6 @@ def _run_demo(args: argparse.Namespace) -> int:
     from ..files.images import write_image
     from ..files.tables import write_landmarks
     from ..sample import make_pair
-    from . import main
 
     pair = make_pair()
     inputs = Path(args.out) / "sample"
@@ -103,9 +102,11 @@ def _run_demo(args: argparse.Namespace) -> int:
     write_landmarks(inputs / "moving.csv", pair.moving_landmarks)
     write_landmarks(inputs / "fixed.csv", pair.fixed_landmarks)
     print(f"sample pair written to {inputs}", file=sys.stderr)
-    return main(["register", str(inputs / "moving.png"), str(inputs / "fixed.png"),
-                 "--moving-landmarks", str(inputs / "moving.csv"), "--fixed-landmarks", str(inputs / "fixed.csv"),
-                 "--out", str(Path(args.out) / "registered")])
+    register_args = registration_arguments().parse_args([])  # the default registration options
+    register_args.moving, register_args.fixed = str(inputs / "moving.png"), str(inputs / "fixed.png")
+    register_args.moving_landmarks, register_args.fixed_landmarks = str(inputs / "moving.csv"), str(inputs / "fixed.csv")
+    register_args.out = str(Path(args.out) / "registered")
+    return _run_register(register_args)
 
 
 def add_demo(subparsers) -> None:
