@@ -5,8 +5,6 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from skimage import data
-from skimage.transform import rescale
 
 from napari_histoaffine import transforms
 from napari_histoaffine.cli import main
@@ -21,10 +19,10 @@ TIMING = "seconds"
 
 
 @pytest.fixture(scope="module")
-def table(tmp_path_factory):
+def table(tmp_path_factory, ihc_at):
     """Three generated pairs (rotations of the IHC sample) and one whose moving image is corrupt."""
     root = tmp_path_factory.mktemp("batch")
-    fixed = (rescale(data.immunohistochemistry(), 0.25, channel_axis=-1, anti_aliasing=True) * 255).round().astype(np.uint8)
+    fixed = ihc_at(0.25)
     centre = (fixed.shape[1] - 1) / 2, (fixed.shape[0] - 1) / 2
     grid = np.stack(np.meshgrid(np.linspace(40, 88, 4), np.linspace(40, 88, 4)), -1).reshape(-1, 2)
     write_image(root / "fixed.png", fixed)

@@ -1,7 +1,7 @@
 """The engine end to end on scikit-image's ihc.png warped by known affines."""
 import numpy as np
 import pytest
-from skimage import data, transform
+from skimage import transform
 
 from napari_histoaffine import transforms
 from napari_histoaffine.errors import InputError
@@ -11,8 +11,8 @@ from napari_histoaffine.registration.pipeline import register
 
 
 @pytest.fixture(scope="module")
-def ihc():
-    return (transform.rescale(data.immunohistochemistry(), 0.6, channel_axis=-1, anti_aliasing=True) * 255).astype(np.uint8)
+def ihc(ihc_at):
+    return ihc_at(0.6)
 
 
 def tissue_grid(shape, n=6):

@@ -1,7 +1,6 @@
 """Odd inputs to the main API: each gets a registration with a finite matrix or one specific error."""
 import numpy as np
 import pytest
-from skimage import data, transform
 
 from napari_histoaffine.errors import InputError
 from napari_histoaffine.files.images import read_image, write_image
@@ -11,8 +10,8 @@ RNG = np.random.default_rng(7)
 
 
 @pytest.fixture(scope="module")
-def fixed():
-    return (transform.rescale(data.immunohistochemistry(), 0.4, channel_axis=-1, anti_aliasing=True) * 255).astype(np.uint8)
+def fixed(ihc_at):
+    return ihc_at(0.4)
 
 
 def _as(dtype, unit: np.ndarray) -> np.ndarray:

@@ -1,0 +1,59 @@
+"""Shared fixtures, and the ``gui`` marker: tests that need Qt and a display.
+
+Every test that uses ``qtbot`` or ``make_napari_viewer`` is marked ``gui``. ``pytest -m "not gui"``
+runs the rest (engine, files, CLI, Qt-free napari glue) on a machine without a display; without one,
+gui tests are skipped with the reason instead of aborting the run.
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+GUI_FIXTURES = {"qtbot", "make_napari_viewer"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gui: needs Qt and a display (xvfb-run works); deselect with -m 'not gui'")
+
+
+def _has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+                or os.environ.get("QT_QPA_PLATFORM") in ("offscreen", "minimal"))
+
+
+def pytest_collection_modifyitems(config, items):
+    skip = pytest.mark.skip(reason="needs a display for Qt: run under xvfb-run -a, or deselect with -m 'not gui'")
+    for item in items:
+        if GUI_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker("gui")
+            if not _has_display():
+                item.add_marker(skip)
+
+
+@lru_cache(maxsize=8)
+def _ihc(scale: float) -> np.ndarray:
+    from skimage import data, transform
+
+    image = transform.rescale(data.immunohistochemistry(), scale, channel_axis=-1, anti_aliasing=True)
+    return np.round(image * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def ihc_at():
+    """scikit-image's IHC sample (512 px) resampled by a factor, as uint8 RGB; read-only, built once per factor."""
+    def at(scale: float) -> np.ndarray:
+        image = _ihc(scale)
+        image.flags.writeable = False
+        return image
+    return at
+
+
+@pytest.fixture(scope="session")
+def sample_pair():
+    """The built-in sample pair (re-stained, warped IHC with exact landmarks), built once."""
+    from napari_histoaffine.sample import make_pair
+
+    return make_pair()
