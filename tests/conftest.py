@@ -43,12 +43,8 @@ def _ihc(scale: float) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def ihc_at():
-    """scikit-image's IHC sample (512 px) resampled by a factor, as uint8 RGB; read-only, built once per factor."""
-    def at(scale: float) -> np.ndarray:
-        image = _ihc(scale)
-        image.flags.writeable = False
-        return image
-    return at
+    """scikit-image's IHC sample (512 px) resampled by a factor, as uint8 RGB (a fresh copy of one built once)."""
+    return lambda scale: _ihc(scale).copy()
 
 
 @pytest.fixture(scope="session")

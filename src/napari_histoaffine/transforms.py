@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+_CV2_DTYPES = {np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32, np.float64)}  # warpAffine's own
 _SWAP = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
 
 
@@ -139,28 +140,39 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, output_shape, order: int =
     return np.stack([warp_plane(image[..., c]) for c in range(image.shape[-1])], axis=-1)
 
 
-def sample_bilinear(image: np.ndarray, out_to_image: np.ndarray, shape, fill=0.0) -> np.ndarray:
+def sample_bilinear(image: np.ndarray, out_to_image: np.ndarray, shape, fill=0.0, dtype=np.float32) -> np.ndarray:
     """Bilinear samples of ``image`` at ``out_to_image @ (x, y, 1)`` for every output pixel; ``fill`` outside.
 
-    Pixel centres at integers, as everywhere here; ``fill`` is a value or one per channel, blended
-    in over the one-pixel rim at the image's edge. torch's ``grid_sample`` on all channels at once
-    is several times faster than ``ndimage.affine_transform`` per channel. Float32 out.
+    Pixel centres at integers, as everywhere here; ``fill`` is a value or one per channel, blended in
+    over the one-pixel rim at the image's edge. OpenCV's ``warpAffine`` (fixed-point weights, 1/32 px)
+    is 4× faster than torch's ``grid_sample`` and works on 8- and 16-bit pixels directly; an integer
+    ``dtype`` of another input is rounded and clipped to its range. Sides up to 32767 px (OpenCV's limit).
     """
+    import cv2  # imported here: only image warps need it
+
+    dtype = np.dtype(dtype)
+    source = np.asarray(image)
+    if source.dtype != dtype or dtype not in _CV2_DTYPES:
+        source = source.astype(np.float32)
+    if max(source.shape[:2]) > 32767:
+        raise ValueError(f"image of {source.shape[0]}x{source.shape[1]} px: sample_bilinear takes sides up to 32767 px")
     rows, cols = (int(v) for v in shape[:2])
-    h, w = image.shape[:2]
-    planes = torch.from_numpy(np.ascontiguousarray(image, np.float32)).reshape(h, w, -1).permute(2, 0, 1)
-    background = torch.from_numpy(np.broadcast_to(np.asarray(fill, np.float32), (planes.shape[0],)).copy()).view(-1, 1, 1)
-    # image pixel (x, y) → grid_sample's align_corners=True coordinates: corner pixel centres at ±1
-    to_grid = np.array([[2.0 / max(w - 1, 1), 0.0, -1.0], [0.0, 2.0 / max(h - 1, 1), -1.0], [0.0, 0.0, 1.0]])
-    theta = torch.from_numpy((to_grid @ np.asarray(out_to_image, float))[:2]).float()
-    ys, xs = torch.meshgrid(torch.arange(rows, dtype=torch.float32), torch.arange(cols, dtype=torch.float32),
-                            indexing="ij")
-    grid = torch.stack([xs, ys, torch.ones_like(xs)], -1) @ theta.T
-    with torch.inference_mode():
-        out = F.grid_sample((planes - background)[None], grid[None], mode="bilinear", padding_mode="zeros",
-                            align_corners=True)[0] + background
-    out = out.permute(1, 2, 0).contiguous().numpy()
-    return out[..., 0].copy() if image.ndim == 2 else out
+    planes = source.reshape(*source.shape[:2], -1)
+    fills = np.broadcast_to(np.asarray(fill, float), (planes.shape[2],))
+    parts = []
+    for c0 in range(0, planes.shape[2], 4):  # OpenCV warps up to 4 channels at a time
+        part = cv2.warpAffine(np.ascontiguousarray(planes[..., c0:c0 + 4]), np.asarray(out_to_image, float)[:2],
+                              (cols, rows), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(float(v) for v in fills[c0:c0 + 4]))
+        parts.append(part.reshape(rows, cols, -1))
+    out = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
+    out = out.reshape(rows, cols, *source.shape[2:]) if source.ndim == 3 else out.reshape(rows, cols)
+    if out.dtype == dtype:
+        return out
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(out), info.min, info.max).astype(dtype)
+    return out.astype(dtype)
 
 
 def pixel_to_normalized(shape) -> np.ndarray:

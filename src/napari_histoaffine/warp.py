@@ -11,13 +11,19 @@ block is warped.
 from __future__ import annotations
 
 import math
+import os
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
+import cv2
 import numpy as np
 import tifffile
+import torch
 from scipy import ndimage
 
 from .errors import InputError
@@ -27,6 +33,7 @@ from .progress import Progress, run_steps
 from .transforms import compose, invert, resample_matrix, sample_bilinear, scaling, translation, xy_to_rowcol
 
 WRITE_TILE = 256
+WARP_THREADS = min(2, os.cpu_count() or 1)  # beyond two, reading and encoding are the limit
 QUEUED_TILES = 64  # tiles warped ahead of the writer: 64 RGB 256-px tiles are 12 MB
 
 
@@ -80,22 +87,21 @@ def warp_block(source, block_to_moving: np.ndarray, shape, *, factor: int = 1, o
     x0, y0 = (max(int(v), 0) for v in lo)
     x1, y1 = min(int(hi[0]), source.shape[1]), min(int(hi[1]), source.shape[0])
     fill = np.asarray(background, np.float32)
-    out = np.full((rows, cols, *channels), fill, np.float32)
     if x1 - x0 < 1 or y1 - y0 < 1:
-        return _to_dtype(out, dtype)
+        return _to_dtype(np.full((rows, cols, *channels), fill, np.float32), dtype)
     region = source.read(y0, y1, x0, x1)
     matrix = compose(block_to_moving, translation(-x0, -y0))
     if factor > 1:
         h, w = region.shape[0] // factor, region.shape[1] // factor
         if h < 1 or w < 1:
-            return _to_dtype(out, dtype)
+            return _to_dtype(np.full((rows, cols, *channels), fill, np.float32), dtype)
         region = region[:h * factor, :w * factor].reshape(h, factor, w, factor, *channels).mean(axis=(1, 3),
                                                                                                     dtype=np.float32)
         # reduced pixel i covers region pixels factor*i … factor*i + factor - 1
         half = (factor - 1) / 2.0
         matrix = compose(matrix, invert(compose(scaling(factor), translation(half, half))))
     if order == 1:
-        return _to_dtype(sample_bilinear(region, matrix, (rows, cols), fill), dtype)
+        return sample_bilinear(region, matrix, (rows, cols), fill, dtype)
     rc = xy_to_rowcol(matrix)
     planes = [region] if region.ndim == 2 else [region[..., c] for c in range(region.shape[-1])]
     fills = np.broadcast_to(fill, (len(planes),))
@@ -107,8 +113,9 @@ def warp_block(source, block_to_moving: np.ndarray, shape, *, factor: int = 1, o
 
 
 def _level_blocks(sources, matrix, full_shape, level_shape, tile: int, write_tile: int, order: int, background,
-                  dtype) -> Iterator[np.ndarray]:
-    """Blocks of one output level in row-major order, ``write_tile`` rows × a multiple of ``write_tile`` cols each."""
+                  dtype) -> Iterator[Callable[[], np.ndarray]]:
+    """The blocks of one output level in row-major order, each a call that warps it: ``write_tile`` rows ×
+    a multiple of ``write_tile`` cols."""
     out_to_full = resample_matrix(level_shape, full_shape)
     out_to_moving = compose(out_to_full, invert(matrix))
     index, factor = level_for_warp(sources, out_to_moving)
@@ -120,8 +127,8 @@ def _level_blocks(sources, matrix, full_shape, level_shape, tile: int, write_til
         for c0 in range(0, cols, width):
             block_w = min(width, -(-(cols - c0) // write_tile) * write_tile)
             block_to_moving = compose(translation(c0, r0), out_to_moving, to_level)
-            yield warp_block(source, block_to_moving, (write_tile, block_w), factor=factor, order=order,
-                             background=background, dtype=dtype)
+            yield partial(warp_block, source, block_to_moving, (write_tile, block_w), factor=factor, order=order,
+                          background=background, dtype=dtype)
 
 
 def slide_background(sources) -> np.ndarray:
@@ -181,6 +188,19 @@ class _TileWriter(threading.Thread):
             self.error = exc
 
 
+def _in_order(pool: ThreadPoolExecutor, jobs: Iterator[tuple[int, Callable[[], np.ndarray]]]):
+    """``(tag, job())`` for every ``(tag, job)``, in order, computed by ``pool`` a few jobs ahead."""
+    ahead: deque = deque()
+    for tag, job in jobs:
+        ahead.append((tag, pool.submit(job)))
+        if len(ahead) > 2 * WARP_THREADS:
+            tag, future = ahead.popleft()
+            yield tag, future.result()
+    while ahead:
+        tag, future = ahead.popleft()
+        yield tag, future.result()
+
+
 def warp_steps(moving_path, matrix, fixed_shape, out_path, tile: int = 1024, *, write_tile: int = WRITE_TILE,
                compression: str | None = "auto", quality: int = 90, order: int = 1, background="auto",
                cache_mb: int = 128) -> Generator[Progress, None, list[tuple[int, int]]]:
@@ -206,6 +226,12 @@ def warp_steps(moving_path, matrix, fixed_shape, out_path, tile: int = 1024, *, 
         raise InputError(f"invalid output shape {full_shape}")
     sources = level_sources(moving_path, cache_bytes=cache_mb << 20, keep_open=True)
     writer = None
+    # blocks are warped by a pool of single-threaded workers while the writer thread encodes: torch's and
+    # OpenCV's own worker threads would spin against the writer (4× slower on two cores)
+    torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    pool = ThreadPoolExecutor(WARP_THREADS, thread_name_prefix="histoaffine-warp")
     try:
         first = sources[0]
         dtype, channels = np.dtype(first.dtype), first.shape[2:]
@@ -223,22 +249,26 @@ def warp_steps(moving_path, matrix, fixed_shape, out_path, tile: int = 1024, *, 
         writer = _TileWriter(out_path, shapes, channels, options, write_tile)
         writer.start()
         done = 0
-        for k, shape in enumerate(shapes):
-            for block in _level_blocks(sources, matrix, full_shape, shape, tile, write_tile, order, fill, dtype):
-                for t0 in range(0, block.shape[1], write_tile):
-                    writer.put(block[:, t0:t0 + write_tile])
-                done += block.shape[0] * block.shape[1]
-                yield Progress("warp", min(done / total, 1.0), f"level {k + 1} of {len(shapes)}")
+        blocks = ((k, job) for k, shape in enumerate(shapes)
+                  for job in _level_blocks(sources, matrix, full_shape, shape, tile, write_tile, order, fill, dtype))
+        for k, block in _in_order(pool, blocks):
+            for t0 in range(0, block.shape[1], write_tile):
+                writer.put(block[:, t0:t0 + write_tile])
+            done += block.shape[0] * block.shape[1]
+            yield Progress("warp", min(done / total, 1.0), f"level {k + 1} of {len(shapes)}")
         writer.join()
         if writer.error is not None:
             raise writer.error
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         if writer is not None and writer.is_alive():  # cancelled or failed: stop the writer, which removes its file
             writer.tiles.put(_Aborted)
             writer.join()
         for source in sources:
             if isinstance(source, TileSource):
                 source.close()
+        torch.set_num_threads(torch_threads)
+        cv2.setNumThreads(cv2_threads)
     return shapes
 
 

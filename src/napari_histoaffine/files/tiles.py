@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections import OrderedDict
 from functools import lru_cache
 
@@ -41,7 +42,8 @@ class TileSource:
     """Region reads of one chunked single-page TIFF level, decoding only the tiles (or strips) a region needs.
 
     Holds the page's tile table but no open file unless ``keep_open``; ``cache_bytes`` bounds an LRU cache of
-    decoded tiles (useful when neighbouring regions share tiles, as in a warp).
+    decoded tiles (useful when neighbouring regions share tiles, as in a warp). Threads may read at once:
+    file reads and the cache are locked, decoding (which releases the GIL) is not.
     """
 
     tiled = True
@@ -68,6 +70,7 @@ class TileSource:
         self._cache: OrderedDict[int, np.ndarray | None] = OrderedDict()
         self._cached = 0
         self._fh = open(self.path, "rb") if keep_open else None  # noqa: SIM115 - closed by close()
+        self._lock = threading.Lock()
         self.decoded = 0  # number of tiles decoded (for tests and benchmarks)
 
     def close(self) -> None:
@@ -77,27 +80,26 @@ class TileSource:
         self._cache.clear()
         self._cached = 0
 
-    def _decode(self, fh, index: int) -> np.ndarray | None:
-        offset, count = int(self.offsets[index]), int(self.counts[index])
-        data = None
-        if offset and count:
-            fh.seek(offset)
-            data = fh.read(count)
-        tile = self._decode_segment(data, index, **self.decode_args)[0]
-        self.decoded += 1
-        return None if tile is None else tile.reshape(tile.shape[1], tile.shape[2], -1)
-
     def _tile(self, fh, index: int) -> np.ndarray | None:
-        if index in self._cache:
-            self._cache.move_to_end(index)
-            return self._cache[index]
-        tile = self._decode(fh, index)
-        if self.cache_bytes:
-            self._cache[index] = tile
-            self._cached += 0 if tile is None else tile.nbytes
-            while self._cached > self.cache_bytes and len(self._cache) > 1:
-                old = self._cache.popitem(last=False)[1]
-                self._cached -= 0 if old is None else old.nbytes
+        offset, count = int(self.offsets[index]), int(self.counts[index])
+        with self._lock:
+            if index in self._cache:
+                self._cache.move_to_end(index)
+                return self._cache[index]
+            data = None
+            if offset and count:
+                fh.seek(offset)
+                data = fh.read(count)
+        tile = self._decode_segment(data, index, **self.decode_args)[0]
+        tile = None if tile is None else tile.reshape(tile.shape[1], tile.shape[2], -1)
+        with self._lock:
+            self.decoded += 1
+            if self.cache_bytes and index not in self._cache:
+                self._cache[index] = tile
+                self._cached += 0 if tile is None else tile.nbytes
+                while self._cached > self.cache_bytes and len(self._cache) > 1:
+                    old = self._cache.popitem(last=False)[1]
+                    self._cached -= 0 if old is None else old.nbytes
         return tile
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
