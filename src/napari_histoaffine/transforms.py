@@ -19,10 +19,12 @@ Convention
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
-from scipy import ndimage
+
+if TYPE_CHECKING:
+    import torch
 
 _CV2_DTYPES = {np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32, np.float64)}  # warpAffine's own
 _SWAP = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
@@ -128,6 +130,8 @@ def warp_image(image: np.ndarray, matrix: np.ndarray, output_shape, order: int =
     out_shape = tuple(int(v) for v in output_shape[:2])
     if order == 1:
         return sample_bilinear(image, invert(matrix), out_shape, cval)
+    from scipy import ndimage  # imported here: only higher-order warps need it
+
     inverse_rc = xy_to_rowcol(invert(matrix))
 
     def warp_plane(plane):
@@ -207,6 +211,9 @@ def warp_tensor(images: torch.Tensor, theta: torch.Tensor, output_hw, stride: in
     several times faster than ``affine_grid`` (or elementwise products) on the CPU and differentiable
     in ``theta`` alike. ``stride`` samples only every stride-th row and column of the output grid.
     """
+    import torch  # imported here: reading files and warping slides need no torch
+    import torch.nn.functional as F
+
     h, w = int(output_hw[0]), int(output_hw[1])
     base = _BASE_GRIDS.get((h, w, stride))
     if base is None:

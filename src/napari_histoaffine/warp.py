@@ -23,8 +23,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import tifffile
-import torch
-from scipy import ndimage
 
 from .errors import InputError
 from .files.atomic import atomic_write
@@ -102,6 +100,8 @@ def warp_block(source, block_to_moving: np.ndarray, shape, *, factor: int = 1, o
         matrix = compose(matrix, invert(compose(scaling(factor), translation(half, half))))
     if order == 1:
         return sample_bilinear(region, matrix, (rows, cols), fill, dtype)
+    from scipy import ndimage  # imported here: only higher-order warps need it
+
     rc = xy_to_rowcol(matrix)
     planes = [region] if region.ndim == 2 else [region[..., c] for c in range(region.shape[-1])]
     fills = np.broadcast_to(fill, (len(planes),))
@@ -226,10 +226,9 @@ def warp_steps(moving_path, matrix, fixed_shape, out_path, tile: int = 1024, *, 
         raise InputError(f"invalid output shape {full_shape}")
     sources = level_sources(moving_path, cache_bytes=cache_mb << 20, keep_open=True)
     writer = None
-    # blocks are warped by a pool of single-threaded workers while the writer thread encodes: torch's and
-    # OpenCV's own worker threads would spin against the writer (4× slower on two cores)
-    torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
-    torch.set_num_threads(1)
+    # blocks are warped by a pool of single-threaded workers while the writer thread encodes: OpenCV's (or
+    # torch's) own worker threads would spin against the writer (4× slower on two cores)
+    cv2_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     pool = ThreadPoolExecutor(WARP_THREADS, thread_name_prefix="histoaffine-warp")
     try:
@@ -267,7 +266,6 @@ def warp_steps(moving_path, matrix, fixed_shape, out_path, tile: int = 1024, *, 
         for source in sources:
             if isinstance(source, TileSource):
                 source.close()
-        torch.set_num_threads(torch_threads)
         cv2.setNumThreads(cv2_threads)
     return shapes
 
