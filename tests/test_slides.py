@@ -1,4 +1,5 @@
 """Whole-slide access: tile-level reads, pyramid level choice, tiled warps to pyramidal OME-TIFF, napari reader."""
+import sys
 
 import numpy as np
 import pytest
@@ -8,7 +9,8 @@ from napari_histoaffine import transforms
 from napari_histoaffine.cli import main
 from napari_histoaffine.errors import InputError
 from napari_histoaffine.files.atomic import write_json
-from napari_histoaffine.files.images import open_pyramid, write_image
+from napari_histoaffine.files.images import open_pyramid, read_image, write_image
+from napari_histoaffine.files.openslide_levels import openslide_pyramid, openslide_sources
 from napari_histoaffine.files.tiles import TileSource, level_sources, open_level
 from napari_histoaffine.plugin.readers import get_pyramid_reader
 from napari_histoaffine.warp import level_for_warp, warp_steps, warp_to_ome_tiff
@@ -180,6 +182,8 @@ def test_widget_exports_warped_slide(slide, tmp_path, make_napari_viewer, qtbot,
     from napari.layers._source import layer_source
 
     from napari_histoaffine._qt import register_widget as rw
+    from napari_histoaffine.plugin.session import PickedLayers, RegistrationInputs
+    from napari_histoaffine.registration.options import RegistrationOptions
     from napari_histoaffine.registration.results import RegistrationResult
 
     path, data = slide
@@ -188,15 +192,16 @@ def test_widget_exports_warped_slide(slide, tmp_path, make_napari_viewer, qtbot,
     fixed = viewer.add_image(np.zeros((280, 400, 3), np.uint8), rgb=True, name="fixed")
     with layer_source(path=str(path)):
         moving = viewer.add_image(data, rgb=True, name="moving")
-    widget._layers = (fixed, moving, None, None)
-    widget.result = RegistrationResult(MATRIX, data.shape[:2], (280, 400), [], {}, 0.0, 0.0, 0.0, False, [])
-    worker = widget.export_slide(str(tmp_path / "w.ome.tif"))
+    inputs = RegistrationInputs(data, fixed.data, RegistrationOptions(), data.shape[:2], (280, 400))
+    result = RegistrationResult(MATRIX, data.shape[:2], (280, 400), [], {}, 0.0, 0.0, 0.0, False, [])
+    widget.session.show(PickedLayers(fixed, moving), inputs, result)
+    worker = widget.files.export_slide(str(tmp_path / "w.ome.tif"))
     with qtbot.waitSignal(worker.finished, timeout=30_000):
         pass
     assert [lv.shape for lv in open_pyramid(tmp_path / "w.ome.tif")][0] == (280, 400, 3)
-    widget._layers = (fixed, viewer.add_image(data, rgb=True, name="in memory"), None, None)
+    widget.session.show(PickedLayers(fixed, viewer.add_image(data, rgb=True, name="in memory")), inputs, result)
     with pytest.raises(InputError, match="no file on disk"):
-        widget.export_slide(str(tmp_path / "x.ome.tif"))
+        widget.files.export_slide(str(tmp_path / "x.ome.tif"))
 
 
 def test_jpeg_tiles_read_lazily(tmp_path):
@@ -207,3 +212,54 @@ def test_jpeg_tiles_read_lazily(tmp_path):
     level = open_pyramid(path)[0]
     np.testing.assert_array_equal(open_level(path, 0, chunk=64)[70:200, 10:250].compute(), expected[70:200, 10:250])
     np.testing.assert_array_equal(level.compute(), expected)
+
+
+def _generic_tiff(path, data):
+    """A tiled pyramid with its reduced levels as successive pages: the layout OpenSlide's generic-tiff reader takes."""
+    with tifffile.TiffWriter(path) as tif:
+        for k, level in enumerate((data, data[::2, ::2], data[::4, ::4])):
+            tif.write(np.ascontiguousarray(level), tile=(64, 64), photometric="rgb", compression="zlib",
+                      **({"subfiletype": 1} if k else {}))
+
+
+def test_openslide_reads_a_pyramidal_tiff_to_the_pixels_tifffile_reads(tmp_path):
+    pytest.importorskip("openslide", reason="OpenSlide is the optional [slides] extra")
+    data = _image(300, 420)
+    path = tmp_path / "generic.tif"
+    _generic_tiff(path, data)
+    ours, theirs = level_sources(path), openslide_sources(path)
+    assert [s.shape for s in theirs] == [s.shape for s in ours] == [(300, 420, 3), (150, 210, 3), (75, 105, 3)]
+    assert theirs[1].full_shape == (300, 420)
+    for level in (0, 1):
+        region = (17, 190, 33, 301)  # rows, cols: not aligned to tiles
+        np.testing.assert_array_equal(theirs[level].read(*region), ours[level].read(*region))
+    np.testing.assert_array_equal(openslide_pyramid(path)[1][10:90, 20:150].compute(), data[::2, ::2][10:90, 20:150])
+
+
+def test_openslide_formats_without_the_extra_name_it(tmp_path, monkeypatch):
+    slide = tmp_path / "scan.mrxs"
+    slide.write_bytes(b"not really a MIRAX slide")
+    monkeypatch.setitem(sys.modules, "openslide", None)  # as if the [slides] extra were not installed
+    for read in (read_image, level_sources, open_pyramid):
+        with pytest.raises(InputError, match=r"\.mrxs slides needs OpenSlide: pip install 'napari-histoaffine\[slides\]'"):
+            read(slide)
+
+
+def test_a_broken_openslide_file_is_refused_in_one_line(tmp_path):
+    pytest.importorskip("openslide", reason="OpenSlide is the optional [slides] extra")
+    slide = tmp_path / "scan.mrxs"
+    slide.write_bytes(b"not really a MIRAX slide")
+    with pytest.raises(InputError, match="Cannot read slide .*scan.mrxs"):
+        read_image(slide, max_long_side=288)
+
+
+def test_openslide_formats_are_read_through_openslide_by_suffix(tmp_path):
+    pytest.importorskip("openslide", reason="OpenSlide is the optional [slides] extra")
+    data = _image(300, 420)
+    _generic_tiff(tmp_path / "generic.tif", data)
+    # OpenSlide recognises the content; the suffix sends the file our OpenSlide way (as for .mrxs, .scn, ...)
+    (tmp_path / "generic.svslide").write_bytes((tmp_path / "generic.tif").read_bytes())
+    via_tifffile, via_openslide = (read_image(tmp_path / f"generic.{s}", max_long_side=200) for s in ("tif", "svslide"))
+    assert via_openslide.level == via_tifffile.level == 1 and via_openslide.full_shape == (300, 420)
+    np.testing.assert_array_equal(via_openslide.data, via_tifffile.data)
+    assert get_pyramid_reader(str(tmp_path / "generic.svslide")) is not None

@@ -12,6 +12,7 @@ from ..errors import InputError
 from ..transforms import resample_matrix
 from .atomic import atomic_write
 from .decode import arrange, check_exists, is_tiff, one_line, read_flat, tiff_levels
+from .openslide_levels import needs_openslide, openslide_pyramid, openslide_sources
 from .tiles import open_level
 
 
@@ -31,11 +32,14 @@ class ImageLevel:
 
 
 def read_image(path, max_long_side: int | None = None) -> ImageLevel:
-    """Read an image; for pyramidal TIFF/OME-TIFF/SVS only the smallest level with long side ≥ ``max_long_side``.
+    """Read an image; for pyramids (TIFF, OME-TIFF, SVS, NDPI, and MRXS, SCN, BIF, VMS through OpenSlide) only
+    the smallest level with long side ≥ ``max_long_side``.
 
     Without ``max_long_side``, or when no level is that large, level 0 is read.
     """
     p = check_exists(path)
+    if needs_openslide(p):
+        return _read_openslide_level(p, max_long_side)
     if not is_tiff(p):
         data = read_flat(p)
         return ImageLevel(data, tuple(data.shape[:2]), 0, str(p))
@@ -56,6 +60,15 @@ def read_image(path, max_long_side: int | None = None) -> ImageLevel:
     return ImageLevel(data, full, index, str(p))
 
 
+def _read_openslide_level(path: Path, max_long_side: int | None) -> ImageLevel:
+    """:func:`read_image` for the formats only OpenSlide reads: the same level choice."""
+    sources = openslide_sources(path)
+    big = [i for i, s in enumerate(sources) if max_long_side is not None and max(s.shape[:2]) >= max_long_side]
+    index = min(big, key=lambda i: max(sources[i].shape[:2]), default=0)
+    source = sources[index]
+    return ImageLevel(source.read(0, source.shape[0], 0, source.shape[1]), source.full_shape, index, str(path))
+
+
 def open_pyramid(path) -> list:
     """Lazy dask arrays, one per pyramid level, largest first (one element for a flat image).
 
@@ -66,6 +79,8 @@ def open_pyramid(path) -> list:
     import dask.array as da
 
     p = check_exists(path)
+    if needs_openslide(p):
+        return openslide_pyramid(p)
     if not is_tiff(p):
         return [da.from_array(read_flat(p))]
     try:

@@ -19,6 +19,7 @@ import tifffile
 
 from ..errors import InputError
 from .decode import arrange, check_exists, is_tiff, one_line, read_flat, read_tiff_level, tiff_levels
+from .openslide_levels import needs_openslide, openslide_sources
 
 CHUNK = 1024  # target side of dask chunks (rounded to whole tiles)
 
@@ -142,11 +143,14 @@ def _page_source(path, tif, level: int, **options):
 
 
 def level_sources(path, *, cache_bytes: int = 0, keep_open: bool = False) -> list:
-    """One region reader per pyramid level of ``path``, largest first (:class:`TileSource` or :class:`ArraySource`).
+    """One region reader per pyramid level of ``path``, largest first (:class:`TileSource`, :class:`ArraySource`
+    or, for the formats only OpenSlide reads, :class:`~.openslide_levels.OpenSlideSource`).
 
     Levels that cannot be split into tiles are decoded whole (as :func:`~napari_histoaffine.files.images.read_image` would).
     """
     p = check_exists(path)
+    if needs_openslide(p):
+        return openslide_sources(p)
     if not is_tiff(p):
         data = read_flat(p)
         return [ArraySource(data, data.shape)]
@@ -219,6 +223,8 @@ def open_level(path, level: int, chunk: int = CHUNK):
 def image_shape(path) -> tuple[int, int]:
     """Full-resolution (rows, cols) of an image, from the TIFF header without decoding pixels when possible."""
     p = check_exists(path)
+    if needs_openslide(p):
+        return openslide_sources(p)[0].full_shape
     if not is_tiff(p):
         return tuple(read_flat(p).shape[:2])
     try:

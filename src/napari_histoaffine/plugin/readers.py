@@ -11,13 +11,14 @@ import numpy as np
 
 from ..errors import InputError
 from ..files.images import open_pyramid
+from ..files.openslide_levels import OPENSLIDE_SUFFIXES
 from ..files.tables import read_landmarks, write_landmarks
 from .layer_transforms import rowcol_to_xy
 
 LANDMARK_STYLE = {"size": 12, "border_width": 0.15, "symbol": "disc"}
 # landmark files opened one after the other get distinct colours (magenta is for mapped landmarks)
 _LANDMARK_COLOURS = itertools.cycle(("cyan", "orange", "lime", "yellow", "violet"))
-_TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".ndpi", ".btf")
+_SLIDE_SUFFIXES = (".tif", ".tiff", ".svs", ".ndpi", ".btf", *OPENSLIDE_SUFFIXES)
 
 
 def landmark_layer(points_xy, name: str, color: str, **kwargs) -> tuple:
@@ -65,8 +66,8 @@ def read_landmark_layers(path) -> list[tuple]:
 
 
 def get_pyramid_reader(path):
-    """Reader for (pyramidal) TIFF / OME-TIFF / SVS files, or None for other files."""
-    if isinstance(path, list) or not str(path).lower().endswith(_TIFF_SUFFIXES):
+    """Reader for (pyramidal) TIFF / OME-TIFF / SVS / NDPI files and the OpenSlide formats, or None for others."""
+    if isinstance(path, list) or not str(path).lower().endswith(_SLIDE_SUFFIXES):
         return None
     return read_pyramid_layer
 
