@@ -53,12 +53,13 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from napari_histoaffine.evaluation import metrics  # noqa: E402
-from napari_histoaffine.evaluation.evaluate import _landmark_rtre, read_pair, register_levels  # noqa: E402
-from napari_histoaffine.files.images import ImageLevel  # noqa: E402
+from napari_histoaffine.evaluation.evaluate import _landmark_rtre  # noqa: E402
+from napari_histoaffine.files.images import ImageLevel, read_pair  # noqa: E402
 from napari_histoaffine.files.tables import read_landmarks, read_pairs_table, write_landmarks  # noqa: E402
 from napari_histoaffine.plugin.layer_transforms import fit_affine  # noqa: E402
 from napari_histoaffine.registration.features import StructurePyramid  # noqa: E402
-from napari_histoaffine.registration.options import RegistrationOptions  # noqa: E402
+from napari_histoaffine.registration.options import DEFAULT_WORKING_SIZE, RegistrationOptions  # noqa: E402
+from napari_histoaffine.registration.pipeline import register  # noqa: E402
 from napari_histoaffine.registration.pose import search_pose  # noqa: E402
 from napari_histoaffine.registration.preprocess import prepare_pair, resample, to_grayscale, working_factor  # noqa: E402
 from napari_histoaffine.registration.weights import default_weights_path  # noqa: E402
@@ -162,7 +163,7 @@ def on_levels(fn):
 
 
 def pipeline(**options):
-    return lambda m, f: register_levels(m, f, RegistrationOptions(**options)).matrix
+    return lambda m, f: register(m, f, RegistrationOptions(**options)).matrix
 
 
 DEFAULT = "default pipeline (rotation + network + refinement)"
@@ -233,7 +234,7 @@ def main():
         (out / folder).mkdir(parents=True, exist_ok=True)
         for old in (out / folder).glob("*.csv"):
             old.unlink()
-    check = synthetic_check(read_pair(pairs[0].moving_image, pairs[0].fixed_image)[1])  # also the warm-up
+    check = synthetic_check(read_pair(pairs[0].moving_image, pairs[0].fixed_image, DEFAULT_WORKING_SIZE)[1])  # also the warm-up
     print("synthetic check, median rTRE:", ", ".join(f"{n.split(' (')[0]} {e:.4f}" for n, e in check.items()))
     if max(e for n, e in check.items() if "elastix" in n) > metrics.SUCCESS_RTRE:
         sys.exit("elastix's transform convention check failed: not scoring")
@@ -241,7 +242,7 @@ def main():
     errors = {name: [] for name in METHODS}
     diagonals = []
     for pair in tqdm(pairs, unit="pair"):
-        moving, fixed = read_pair(pair.moving_image, pair.fixed_image)  # decoded outside the timer
+        moving, fixed = read_pair(pair.moving_image, pair.fixed_image, DEFAULT_WORKING_SIZE)  # decoded outside the timer
         source = read_landmarks(pair.moving_landmarks)
         diagonals.append(metrics.image_diagonal(fixed.full_shape))
         for name, (folder, fn) in METHODS.items():

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from napari_histoaffine.evaluation.evaluate import register_files
+from napari_histoaffine.files.images import read_pair
 from napari_histoaffine.files.tables import read_landmarks, read_pairs_table
 from napari_histoaffine.plugin.layer_transforms import fit_affine
+from napari_histoaffine.registration.options import DEFAULT_WORKING_SIZE
+from napari_histoaffine.registration.pipeline import register
 from napari_histoaffine.transforms import angle_difference, rotation_and_mirror
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -34,7 +36,7 @@ def main(argv=None) -> int:
         for pair, meta in zip(read_pairs_table(table), pd.read_csv(table).itertuples()):
             truth = fit_affine(read_landmarks(pair.moving_landmarks), read_landmarks(pair.fixed_landmarks))
             true_angle, true_mirror = rotation_and_mirror(truth)
-            result = register_files(pair.moving_image, pair.fixed_image)
+            result = register(*read_pair(pair.moving_image, pair.fixed_image, DEFAULT_WORKING_SIZE))
             found_angle, found_mirror = rotation_and_mirror(result.matrix)
             error = angle_difference(found_angle, true_angle)
             among = any(angle_difference(c.angle_deg, true_angle) <= args.tolerance and c.flipped == true_mirror

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from napari_histoaffine.evaluation.evaluate import register_files
+from napari_histoaffine.files.images import read_pair
 from napari_histoaffine.files.tables import read_pairs_table
-from napari_histoaffine.registration.options import RegistrationOptions
-from napari_histoaffine.registration.preprocess import DEFAULT_WORKING_SIZE
+from napari_histoaffine.registration.options import DEFAULT_WORKING_SIZE, RegistrationOptions
+from napari_histoaffine.registration.pipeline import register
 
 DEFAULT_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench-lung-lesion-3" / "pairs.csv"
 
@@ -29,7 +29,7 @@ def main():
     torch.set_num_threads(args.threads)
     options = RegistrationOptions(model=None if args.model == "none" else args.model, refine=not args.no_refine,
                                   working_size=args.working_size)
-    timings = [register_files(p.moving_image, p.fixed_image, options).timings
+    timings = [register(*read_pair(p.moving_image, p.fixed_image, options.working_size), options).timings
                for p in tqdm(read_pairs_table(args.pairs), unit="pair")]
     stages = list(dict.fromkeys(s for t in timings for s in t))
     columns = {s: [t[s] * 1000 for t in timings if s in t] for s in stages}

@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import HistoAffineError
 from .common import positive_int, registration_arguments, registration_options, report
 
-PREVIEW_MAX = 2048  # long side of warped.png for whole-slide images; `histoaffine warp` writes full resolution
+PREVIEW_MAX = 1024  # long side of warped.png for whole-slide images; `histoaffine warp` writes full resolution
 
 
 def _to_uint8(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -22,10 +22,10 @@ def _to_uint8(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
 def _run_register(args: argparse.Namespace) -> int:
     from .. import transforms
     from ..evaluation import metrics
-    from ..evaluation.evaluate import read_pair, register_levels
     from ..files.atomic import write_json
-    from ..files.images import write_image
+    from ..files.images import read_pair, write_image
     from ..files.tables import read_landmarks, write_landmarks
+    from ..registration.pipeline import register
 
     if args.fixed_landmarks and not args.moving_landmarks:
         raise HistoAffineError("--fixed-landmarks needs --moving-landmarks")
@@ -35,7 +35,7 @@ def _run_register(args: argparse.Namespace) -> int:
     diagonal = metrics.image_diagonal(fixed.full_shape)
     if target is not None:
         metrics.landmark_stats(source, target, diagonal)  # different lengths fail before the registration
-    result = register_levels(moving, fixed, registration_options(args), on_progress=report)
+    result = register(moving, fixed, registration_options(args), on_progress=report)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,6 @@ Aggregates use the scorer's definitions; a pair that failed is scored with the i
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 
@@ -16,35 +15,15 @@ import pandas as pd
 from .. import transforms
 from ..errors import HistoAffineError, InputError
 from ..files.atomic import atomic_write, write_json
-from ..files.images import ImageLevel, read_image
+from ..files.images import read_pair
 from ..files.tables import Pair, read_landmarks, write_landmarks
-from ..progress import Progress
-from ..registration.options import DEFAULT_WORKING_SIZE, RegistrationOptions
+from ..registration.options import RegistrationOptions
 from ..registration.pipeline import register
-from ..registration.results import RegistrationResult
 from . import metrics
 
 _ROW = ("rtre_median", "rtre_mean", "rtre_max", "success", "robustness", "initial_rtre_median",
         "initial_rtre_mean", "initial_rtre_max", "diagonal", "seconds", "rotation_deg", "flipped",
         "ncc_before", "ncc_after", "confidence", "flagged", "pose_margin", "verdict")
-
-
-def read_pair(moving_path, fixed_path, working_size: int = DEFAULT_WORKING_SIZE) -> tuple[ImageLevel, ImageLevel]:
-    """Both images, from pyramids only the smallest level that covers ``working_size``."""
-    return read_image(moving_path, max_long_side=working_size), read_image(fixed_path, max_long_side=working_size)
-
-
-def register_levels(moving: ImageLevel, fixed: ImageLevel, options: RegistrationOptions | None = None, *,
-                    on_progress: Callable[[Progress], None] | None = None) -> RegistrationResult:
-    """Register two read levels; the matrix refers to the full-resolution images."""
-    return register(moving.data, fixed.data, options, moving_full_shape=moving.full_shape,
-                    fixed_full_shape=fixed.full_shape, on_progress=on_progress)
-
-
-def register_files(moving_path, fixed_path, options: RegistrationOptions | None = None) -> RegistrationResult:
-    """Read and register two image files."""
-    options = options or RegistrationOptions()
-    return register_levels(*read_pair(moving_path, fixed_path, options.working_size), options)
 
 
 def _prefixed(prefix: str, stats: metrics.LandmarkStats) -> dict:
@@ -86,7 +65,7 @@ def evaluate_pair(pair: Pair, out_dir, options: RegistrationOptions | None = Non
         diagonal = metrics.image_diagonal(fixed.full_shape)
         if scored:
             row.update(_prefixed("initial_", metrics.landmark_stats(source, target, diagonal)), diagonal=diagonal)
-        result = register_levels(moving, fixed, options)
+        result = register(moving, fixed, options)
         if save_transform:
             paths = {"moving_image": pair.moving_image, "fixed_image": pair.fixed_image,
                      "moving_landmarks": pair.moving_landmarks, "fixed_landmarks": pair.fixed_landmarks}

@@ -60,6 +60,12 @@ def read_image(path, max_long_side: int | None = None) -> ImageLevel:
     return ImageLevel(data, full, index, str(p))
 
 
+def read_pair(moving_path, fixed_path, max_long_side: int | None) -> tuple[ImageLevel, ImageLevel]:
+    """Both images of a pair, from pyramids only the smallest level that covers ``max_long_side`` (the
+    working size of a registration)."""
+    return read_image(moving_path, max_long_side), read_image(fixed_path, max_long_side)
+
+
 def _read_openslide_level(path: Path, max_long_side: int | None) -> ImageLevel:
     """:func:`read_image` for the formats only OpenSlide reads: the same level choice."""
     sources = openslide_sources(path)
