@@ -5,7 +5,6 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from ..errors import InputError
 from .atomic import atomic_write
@@ -18,6 +17,8 @@ def _norm(name) -> str:
 
 def read_landmarks(path) -> np.ndarray:
     """ANHIR landmarks (``,X,Y`` CSV) as an ``(n, 2)`` float64 array of ``(x, y)``."""
+    import pandas as pd  # imported here: a registration of two images needs no pandas
+
     p = check_exists(path)
     try:
         table = pd.read_csv(p, skipinitialspace=True)
@@ -63,6 +64,8 @@ def read_pairs_table(path, *, require_landmarks: bool = True) -> list[Pair]:
 
     Without ``require_landmarks`` the landmark columns may be missing (their paths are then None).
     """
+    import pandas as pd
+
     p = check_exists(path)
     try:
         table = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True)
