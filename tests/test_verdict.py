@@ -54,6 +54,17 @@ def test_level_poses_are_flagged_as_ambiguous():
     assert not clear.flagged and clear.confidence > 0.99
 
 
+def test_the_verdict_has_one_headline_for_every_front_end():
+    """The widget, the series dock and the command line say a verdict in the same words: the confidence and,
+    when flagged, why."""
+    pose, mirrored = transforms.rotation(30.0), transforms.compose(transforms.mirror_x(), transforms.rotation(200.0))
+    flagged = assess(Race(np.stack([pose, mirrored]), [0.62, 0.61], [0, 1]), 0, final_ncc=0.6)
+    assert flagged.headline == f"check this result ({100 * flagged.confidence:.0f} %): {flagged.reason}"
+    assert flagged.reason.startswith("mirror ambiguous")
+    clear = assess(Race(np.stack([pose, mirrored]), [0.62, 0.41], [0, 1]), 0, final_ncc=0.6)
+    assert clear.headline == "confident (100 %)"
+
+
 def test_the_same_pose_reached_twice_is_no_rival():
     """Starts that converged to one pose (a few degrees apart) do not make the result ambiguous."""
     verdict = assess(Race(np.stack([transforms.rotation(30.0), transforms.rotation(33.0)]), [0.62, 0.62], [0, 1]), 0,

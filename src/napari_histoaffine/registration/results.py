@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+NO_VERDICT = "no verdict: a transform set from outside"
+
 
 @dataclass(frozen=True)
 class Pose:
@@ -19,7 +21,7 @@ class Pose:
 
 @dataclass(frozen=True)
 class Verdict:
-    """How far a registration can be trusted, judged without landmarks (see :mod:`napari_histoaffine.registration.verdict`).
+    """How far a registration can be trusted, judged without landmarks (see :mod:`.verdict`).
 
     ``confidence`` is 0–1; ``flagged`` asks a person to check the result, ``reason`` says why in
     words; ``alternative`` is the index (in the result's candidates) of the best different pose,
@@ -31,6 +33,12 @@ class Verdict:
     reason: str
     alternative: int | None
     margin: float
+
+    @property
+    def headline(self) -> str:
+        """The verdict in words for every front end: ``confident (97 %)`` or ``check this result (42 %): why``."""
+        percent = f"{100 * self.confidence:.0f} %"
+        return f"check this result ({percent}): {self.reason}" if self.flagged else f"confident ({percent})"
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,11 @@ class RegistrationResult:
     def seconds(self) -> float:
         """Registration time: all stages, images already decoded."""
         return float(sum(self.timings.values()))
+
+    @property
+    def headline(self) -> str:
+        """The verdict's headline (:attr:`Verdict.headline`), or that there is none (a transform read from a file)."""
+        return self.verdict.headline if self.verdict is not None else NO_VERDICT
 
     def to_dict(self) -> dict:
         """JSON-ready description (the transform file format of the CLI and the widget)."""
