@@ -1,14 +1,21 @@
 """The Register widget, opened through the npe2 manifest, on the sample pair (run under xvfb-run)."""
+import threading
+
 import numpy as np
 import pytest
+import tifffile
 from app_model.types import KeyBinding
 from qtpy.QtCore import Qt
 from skimage import transform as skimage_transform
 
 from napari_histoaffine import transforms
+from napari_histoaffine._qt import export_controls
 from napari_histoaffine._qt import register_widget as rw
+from napari_histoaffine._qt.common import WEIGHTS_FILE
 from napari_histoaffine._qt.layer_pickers import NONE
+from napari_histoaffine.files.images import open_pyramid
 from napari_histoaffine.files.transform_files import read_affine_parameters
+from napari_histoaffine.plugin import session as session_module
 from napari_histoaffine.plugin.layer_transforms import data_to_world_matrix, layer_matrices, moving_layer_affine
 from napari_histoaffine.sample import make_pair
 
@@ -72,10 +79,10 @@ def test_register_sample(qtbot, setup, tmp_path):
     fixed_pts.data = shifted
 
     # exports
-    widget.export_transform(tmp_path / "t.json")
-    widget.export_transform(tmp_path / "t.txt")
+    widget.session.export_transform(tmp_path / "t.json")
+    widget.session.export_transform(tmp_path / "t.txt")
     np.testing.assert_allclose(read_affine_parameters((tmp_path / "t.txt").read_text()), widget.result.matrix)
-    widget.export_landmarks(tmp_path / "lm.csv")
+    widget.session.export_landmarks(tmp_path / "lm.csv")
     assert (tmp_path / "t.json").read_text().count("matrix") and len((tmp_path / "lm.csv").read_text().splitlines()) == 37
 
     # refit from landmarks: the exact sample landmarks (one moved) give a near-perfect affine
@@ -89,14 +96,14 @@ def test_register_sample(qtbot, setup, tmp_path):
 
     # tissue masks over their images: the far corner of the fixed mask lands on the fixed image's corner
     widget.show_masks()
-    fixed_mask, moving_mask = widget.mask_layers
+    fixed_mask, moving_mask = widget.session.mask_layers
     assert fixed_mask.data.max() == 1 and moving_mask.data.max() == 2 and fixed_mask.data.mean() > 0.5
     corner = np.array(fixed_mask.data.shape) - 0.5
     np.testing.assert_allclose(fixed_mask.data_to_world(corner), fixed.data_to_world(np.array(fixed.data.shape[:2]) - 0.5),
                                atol=1e-6)
 
     widget.reset()
-    assert not widget.mask_layers and fixed_mask not in viewer.layers
+    assert not widget.session.mask_layers and fixed_mask not in viewer.layers
     np.testing.assert_array_equal(moving.affine.affine_matrix, np.eye(3))
     assert "moving landmarks (registered)" not in viewer.layers and moving.opacity == 1.0
     assert widget.summary.text() == "" and not widget.alternative_button.isEnabled()
@@ -255,7 +262,7 @@ def test_an_exported_transform_applied_again_reproduces_the_registration(qtbot, 
     moving = viewer.layers["moving (restained)"]
     registered_affine = np.array(moving.affine.affine_matrix)
     path = tmp_path / f"transform{suffix}"
-    widget.export_transform(path)
+    widget.session.export_transform(path)
     widget.reset()
     assert not np.allclose(moving.affine.affine_matrix, registered_affine)
     widget.apply_saved_transform(path)
@@ -359,7 +366,7 @@ def test_bad_inputs_notify(qtbot, setup):
     assert "'blank' has a single value everywhere" in attempt("fixed (IHC)", "blank")
     assert "'all NaN' has no finite pixels" in attempt("fixed (IHC)", "all NaN")
     assert "differ in length" in attempt("fixed (IHC)", "moving (restained)", "three", "moving landmarks")
-    widget.model_combo.setCurrentText(rw.WEIGHTS_FILE)
+    widget.model_combo.setCurrentText(WEIGHTS_FILE)
     assert "Weights file not found" in attempt("fixed (IHC)", "moving (restained)")
 
 
@@ -411,3 +418,61 @@ def test_multiscale_with_scale_registers(qtbot, make_napari_viewer, monkeypatch)
     (x, y) = moving_landmarks[0]  # exact geometry: the layer shows what the matrix says
     fx, fy = transforms.apply_to_points(widget.result.matrix, [[x, y]])[0]
     np.testing.assert_allclose(moving.data_to_world((y, x)), fixed.data_to_world((fy, fx)), atol=1e-9)
+
+
+@pytest.fixture
+def registered_slide(setup, tmp_path, qtbot, sample_pair, monkeypatch):
+    """The sample registered with its moving section read from a tiled TIFF (a file to warp at full resolution)."""
+    viewer, widget, errors = setup
+    monkeypatch.setattr(export_controls, "show_error", errors.append)
+    path = tmp_path / "slides" / "moving slide.tif"
+    path.parent.mkdir()
+    tifffile.imwrite(path, sample_pair.moving, tile=(64, 64), photometric="rgb")
+    moving, = viewer.open(str(path), plugin="napari-histoaffine")
+    widget.pickers.moving_combo.setCurrentText(moving.name)
+    register(qtbot, widget)
+    assert widget.session.picked.moving.name == moving.name and not errors
+    return viewer, widget, errors, moving
+
+
+def test_the_warped_slide_is_written_in_a_worker_with_progress(qtbot, registered_slide, tmp_path):
+    viewer, widget, errors, moving = registered_slide
+    panel, out = widget.files, tmp_path / "warped.ome.tif"
+    assert panel.slide_button.isEnabled() and panel.progress.isHidden()
+    progress = []
+    worker = panel.export_slide(str(out))
+    worker.yielded.connect(lambda item: progress.append(item.fraction))
+    assert not panel.progress.isHidden() and panel.cancel_button.isEnabled() and not panel.slide_button.isEnabled()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=TIMEOUT_MS)
+    assert progress and progress == sorted(progress) and progress[-1] == 1.0 and panel.progress.value() == 100
+    assert [level.shape for level in open_pyramid(out)][0] == (512, 512, 3)
+    assert panel.status.text() == f"Saved {out}" and panel.slide_button.isEnabled() and not errors
+
+
+def test_a_cancelled_slide_export_leaves_no_file_and_the_layers_as_they_were(qtbot, registered_slide, tmp_path,
+                                                                              monkeypatch):
+    """Cancel after the first block: the warp is closed (no file, no temporary), the layers keep their places."""
+    viewer, widget, errors, moving = registered_slide
+    gate, real = threading.Event(), session_module.warp_steps
+
+    def held_after_the_first_block(*args, **kwargs):  # so that Cancel surely comes while the warp runs
+        steps = real(*args, **kwargs)
+        yield next(steps)
+        gate.wait(TIMEOUT_MS / 1000)
+        yield from steps
+
+    monkeypatch.setattr(session_module, "warp_steps", held_after_the_first_block)
+    looks = [(layer.name, np.array(layer.affine.affine_matrix), layer.opacity) for layer in viewer.layers]
+    panel, out = widget.files, tmp_path / "export" / "warped.ome.tif"
+    panel.export_slide(str(out))
+    qtbot.waitUntil(lambda: panel.progress.value() > 0, timeout=TIMEOUT_MS)
+    panel.cancel_button.click()
+    gate.set()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=TIMEOUT_MS)
+    assert not out.exists() and not list(out.parent.iterdir())
+    assert "cancelled" in panel.status.text() and panel.progress.isHidden() and not errors
+    assert [layer.name for layer in viewer.layers] == [name for name, _, _ in looks]
+    for layer, (_, affine, opacity) in zip(viewer.layers, looks):
+        np.testing.assert_array_equal(layer.affine.affine_matrix, affine)
+        assert layer.opacity == opacity
+    assert widget.result is not None and panel.slide_button.isEnabled()

@@ -4,7 +4,6 @@ from __future__ import annotations
 from qtpy.QtWidgets import QComboBox, QFileDialog, QFrame, QLineEdit, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 BUNDLED, WEIGHTS_FILE = "bundled default", "weights file…"
-OVERLAY_OPACITY = 0.5
 
 
 def make_button(text: str, slot) -> QPushButton:

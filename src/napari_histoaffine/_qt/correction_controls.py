@@ -39,26 +39,21 @@ class CorrectionControls(QGroupBox):
         self.setEnabled(False)
 
     def change(self, about_centre) -> None:
-        """Apply a change made about the moved section's centre (in fixed pixels) after the current matrix."""
-        result = self.register.result
-        if result is None or self.register.worker is not None:
-            return
-        rows, cols = result.moving_shape
-        centre = transforms.apply_to_points(result.matrix, [[(cols - 1) / 2, (rows - 1) / 2]])[0]
-        self.register.apply_matrix(transforms.compose(result.matrix, transforms.translation(-centre[0], -centre[1]),
-                                                      about_centre, transforms.translation(centre[0], centre[1])))
-        self.register.show_summary(" (moved by hand: the verdict above is the registration's; Refine from here "
-                                    "judges this pose)")
+        """Apply a change made about the moved section's centre (in fixed pixels) after the current matrix (not while a
+        registration runs: its result would replace the change)."""
+        if self.register.result is not None and self.register.worker is None:
+            self.register.session.correct(about_centre)
 
     def bind_keys(self, moving_layer) -> None:
         """Arrow keys nudge and Shift+Left/Right turn by 1° while ``moving_layer`` is the active layer."""
         self.unbind_keys()
         step = NUDGE * float(sum(v * v for v in self.register.result.fixed_shape) ** 0.5)
         for key, (dx, dy) in KEYS.items():
-            moving_layer.bind_key(key, lambda _, dx=dx, dy=dy: self.change(transforms.translation(dx * step, dy * step)),
-                                  overwrite=True)
+            shift = transforms.translation(dx * step, dy * step)
+            moving_layer.bind_key(key, lambda _, shift=shift: self.change(shift), overwrite=True)
         for key, degrees in (("Shift-Left", 1.0), ("Shift-Right", -1.0)):
-            moving_layer.bind_key(key, lambda _, degrees=degrees: self.change(transforms.rotation(degrees)), overwrite=True)
+            turn = transforms.rotation(degrees)
+            moving_layer.bind_key(key, lambda _, turn=turn: self.change(turn), overwrite=True)
         self._keyed = moving_layer
         self.setEnabled(True)
 

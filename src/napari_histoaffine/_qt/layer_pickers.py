@@ -7,13 +7,9 @@ from napari.layers import Image, Points
 from qtpy.QtWidgets import QComboBox, QFormLayout
 
 from ..errors import InputError
+from ..plugin.session import same_layer
 
 NONE = "(none)"
-
-
-def same_layer(a, b) -> bool:
-    """Identity of layers (plugins see napari's proxies, so ``is`` does not work)."""
-    return a is not None and b is not None and a.unique_id == b.unique_id
 
 
 class LayerPairPicker:

@@ -1,7 +1,6 @@
 """Dock widget registering a series of sections onto one reference layer at once."""
 from __future__ import annotations
 
-import numpy as np
 from napari.layers import Image
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
@@ -10,11 +9,12 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QListWidget, QListWid
 
 from ..errors import HistoAffineError, InputError
 from ..evaluation.series import register_sections_steps
-from ..plugin.layer_transforms import data_to_world_matrix, layer_matrices, moving_layer_affine, pair_arrays
+from ..plugin.layer_transforms import data_to_world_matrix, pair_arrays
+from ..plugin.session import SavedLooks, show_registered
 from ..registration.options import RegistrationOptions
 from ..registration.preprocess import DEFAULT_WORKING_SIZE
 from ..registration.weights import default_weights_path
-from .common import OVERLAY_OPACITY, make_button, scrolled_layout
+from .common import make_button, scrolled_layout
 
 
 @thread_worker
@@ -31,7 +31,7 @@ class SeriesWidget(QWidget):
         self.viewer = napari_viewer
         self.worker = None
         self.results: dict = {}
-        self._saved: dict = {}  # layer name → (layer, affine, opacity) before the series was applied
+        self.looks = SavedLooks()  # the sections as they were before the series was applied
         self.reference_combo = QComboBox()
         self.sections = QListWidget()
         self.register_button = make_button("Register all", self.start)
@@ -138,22 +138,16 @@ class SeriesWidget(QWidget):
             if isinstance(outcome, str) or layer is None:
                 self.verdicts.addItem(outcome if isinstance(outcome, str) else f"{name}: removed while it ran")
                 continue
-            self._saved.setdefault(name, (layer, np.array(layer.affine.affine_matrix), layer.opacity))
-            layer.affine = moving_layer_affine(outcome.matrix, reference_world, layer_matrices(layer)[0])
-            layer.opacity = OVERLAY_OPACITY
-            v = outcome.verdict
-            self.verdicts.addItem(f"{name}: check it ({100 * v.confidence:.0f} %): {v.reason}" if v.flagged
-                                  else f"{name}: confident ({100 * v.confidence:.0f} %)")
+            self.looks.keep(layer)
+            show_registered(layer, outcome.matrix, reference_world)
+            self.verdicts.addItem(f"{name}: {outcome.headline}")
         self.results = outcomes
         done = sum(not isinstance(o, str) for o in outcomes.values())
         self.status.setText(f"Aligned {done} of {len(outcomes)} sections onto '{self._reference.name}'.")
 
     def reset(self) -> None:
         """Every aligned section gets back its own affine and opacity."""
-        for layer, affine, opacity in self._saved.values():
-            layer.affine = affine
-            layer.opacity = opacity
-        self._saved.clear()
+        self.looks.restore()
         self.results = {}
         self.verdicts.clear()
         self.status.setText("Reset: layers are as they were.")

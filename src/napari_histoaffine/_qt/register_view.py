@@ -1,0 +1,148 @@
+"""The Register widget's controls and what they show; what they do is in :mod:`.register_widget`."""
+from __future__ import annotations
+
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QProgressBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..registration.weights import default_weights_path
+from .common import BUNDLED, WEIGHTS_FILE, browse_weights, make_button, scrolled_layout
+from .correction_controls import CorrectionControls
+from .export_controls import ExportControls
+from .inspection_controls import InspectionControls
+from .landmark_table import LandmarkTable
+
+NOTES = {"refit": " (matrix refitted from landmarks; NCC and verdict are the automatic result's)",
+         "by hand": " (moved by hand: the verdict above is the registration's; Refine from here judges this pose)"}
+SUMMARY_TIP = ("NCC: normalised cross-correlation of the tissue structure before → after (1 is a perfect match; it "
+               "differs between stains, so compare it within a pair).\nConfidence: how clearly this pose beats every "
+               "different pose tried on this pair (the mirror image, other turns); flagged below 50 %.")
+CANDIDATES_TIP = ("Poses the rotation/mirror search found, best first (score: its structure NCC at low resolution). "
+                  "Try one to re-run the later stages from it.")
+
+
+class RegisterView(QWidget):
+    """The Register dock's controls, laid out in a scroll area, and how a registration is shown in them.
+
+    The subclass provides ``session``, ``pickers``, ``worker``, ``result`` and the slots the buttons call.
+    """
+
+    def _build(self) -> None:
+        self.model_combo = QComboBox()
+        self.model_combo.addItems([BUNDLED, WEIGHTS_FILE])
+        self.weights_edit = QLineEdit()
+        self.weights_edit.setPlaceholderText("path to .safetensors weights")
+        weights_row = QHBoxLayout()
+        weights_row.addWidget(self.weights_edit)
+        weights_row.addWidget(make_button("…", lambda: browse_weights(self, self.weights_edit, self.model_combo)))
+        model_note = QLabel("" if default_weights_path() else "No network bundled yet: the default runs pose search "
+                            "+ refinement only.")
+        model_note.setWordWrap(True)
+        self.refine_check = QCheckBox("refinement")
+        self.refine_check.setChecked(True)
+        form = QFormLayout()
+        self.pickers.add_rows(form)
+        for label, row in (("Model", self.model_combo), ("", weights_row), ("", model_note), ("", self.refine_check)):
+            form.addRow(label, row)
+
+        self.register_button = make_button("Register", self.start_registration)
+        self.cancel_button = make_button("Cancel", self.cancel)
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.status = QLabel("Pick two image layers and click Register.")
+        self.status.setWordWrap(True)
+
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        self.summary.setToolTip(SUMMARY_TIP)
+        self.alternative_button = make_button("Try alternative pose", self.try_alternative)
+        self.candidates = QListWidget()
+        self.candidates.setMaximumHeight(90)
+        self.candidates.setToolTip(CANDIDATES_TIP)
+        self.candidates.itemDoubleClicked.connect(lambda _: self.try_candidate())
+        self.try_button = make_button("Try selected pose", lambda: self.try_candidate())
+        self.overlay_button = make_button("Toggle overlay", self.session.toggle_overlay)
+        self.masks_button = make_button("Show tissue masks", self.show_masks)
+        self.refit_button = make_button("Refit from landmarks", self.refit_from_landmarks)
+        self.reset_button = make_button("Reset", self.reset)
+        self.table = LandmarkTable()
+        self.table.table.cellClicked.connect(self.centre_on_landmark)
+        result_box = QGroupBox("Result")
+        box = QVBoxLayout(result_box)
+        for widget in (self.summary, self.alternative_button, QLabel("Pose candidates (angle, mirror, score):"),
+                       self.candidates):
+            box.addWidget(widget)
+        for row in ((self.try_button, self.overlay_button), (self.masks_button, self.refit_button),
+                    (self.reset_button,)):
+            box.addLayout(_row(*row))
+        box.addWidget(self.table)
+
+        self.files = ExportControls(self)
+        self.correct = CorrectionControls(self)
+        self.inspect = InspectionControls(self.viewer)
+        layout = scrolled_layout(self)
+        layout.addLayout(form)
+        layout.addLayout(_row(self.register_button, self.cancel_button))
+        for widget in (self.progress, self.status, result_box, self.files, self.correct, self.inspect):
+            layout.addWidget(widget)
+        self._set_result_enabled(False)
+
+    def _set_result_enabled(self, enabled: bool) -> None:
+        for w in (self.try_button, self.overlay_button, self.refit_button):
+            w.setEnabled(enabled)
+        self.files.set_result_enabled(enabled)
+        self.masks_button.setEnabled(enabled and self.result is not None and self.result.masks is not None)
+        self._offer_alternative()
+
+    def _offer_alternative(self) -> None:
+        """Show the one-click alternative while a flagged result with an alternative pose is shown; usable when idle."""
+        verdict = self.result.verdict if self.result is not None else None
+        offer = verdict is not None and verdict.flagged and verdict.alternative is not None
+        if offer:
+            pose = self.result.candidates[verdict.alternative]
+            self.alternative_button.setText("Try the other mirror state" if pose.flipped != self.result.flipped
+                                            else f"Try alternative pose ({pose.angle_deg:.0f}°)")
+        self.alternative_button.setVisible(offer)
+        self.alternative_button.setEnabled(offer and self.worker is None)
+
+    def _show_candidates(self) -> None:
+        self.candidates.clear()
+        self.candidates.addItems([f"{p.angle_deg:6.1f}°  {'mirrored' if p.flipped else 'as is'}  score {p.score:.3f}"
+                                  for p in self.result.candidates])
+
+    def show_summary(self) -> None:
+        """Pose, similarity and the engine's verdict headline, with a note when the matrix was changed since."""
+        r, v = self.result, self.result.verdict
+        style = "" if v is None else " style='color:#f80'" if v.flagged else " style='color:#3c3'"
+        headline = r.headline + (" (Refine from here judges it)" if v is None else "")
+        self.summary.setText(f"Rotation {r.rotation_deg:.1f}°, {'mirrored' if r.flipped else 'not mirrored'}<br>"
+                             f"NCC {r.ncc_before:.2f} → {r.ncc_after:.2f}, tissue overlap {r.tissue_overlap:.2f}<br>"
+                             f"<b{style}>{headline}</b>{NOTES.get(self.session.adjusted, '')}")
+        self.summary.setMinimumHeight(self.summary.sizeHint().height())  # keep all lines in a crowded dock
+
+    def _clear(self) -> None:
+        """Nothing shown: the result's controls off, the views and the correction keys gone."""
+        self.inspect.clear()
+        self.correct.unbind_keys()
+        self.candidates.clear()
+        self.summary.setText("")
+        self.table.show_message("Reset: layers are as they were.")
+        self._set_result_enabled(False)
+
+
+def _row(*widgets) -> QHBoxLayout:
+    row = QHBoxLayout()
+    for widget in widgets:
+        row.addWidget(widget)
+    return row
