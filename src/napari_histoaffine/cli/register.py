@@ -47,9 +47,8 @@ def _run_register(args: argparse.Namespace) -> int:
 
     flip = ", mirrored" if result.flipped else ""
     stages = ", ".join(f"{s} {t * 1000:.0f} ms" for s, t in result.timings.items())
-    verdict = result.verdict
     line = (f"registered in {result.seconds:.2f} s ({stages}); rotation {result.rotation_deg:.1f} deg{flip}; "
-            f"confidence {verdict.confidence:.2f}{', FLAGGED' if verdict.flagged else ''} ({verdict.reason})")
+            f"{result.headline}" + ("" if result.verdict.flagged else f" - {result.verdict.reason}"))
     if source is not None:
         moved = transforms.apply_to_points(result.matrix, source)
         write_landmarks(out / "warped_landmarks.csv", moved)

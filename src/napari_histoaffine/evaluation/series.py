@@ -52,8 +52,7 @@ def register_sections_steps(reference: np.ndarray, sections: list[tuple[str, np.
         try:
             outcomes[name] = register(array, reference, options, moving_full_shape=full_shape,
                                       fixed_full_shape=reference_full_shape)
-            verdict = outcomes[name].verdict
-            message = f"{name}: {'check it' if verdict.flagged else 'confident'}"
+            message = f"{name}: {outcomes[name].headline}"
         except HistoAffineError as exc:
             outcomes[name] = message = f"{name}: {exc}"
         yield Progress("series", (i + 1) / len(sections), message)
