@@ -66,7 +66,7 @@ def test_register_recovers_known_affine(cases, tmp_path, capsys):
     warped = read_image(out / "warped.png").data
     assert warped.shape == (*SHAPE, 3) and warped.dtype == np.uint8
     line = capsys.readouterr().out.strip()
-    assert "\n" not in line and "rotation" in line and "rTRE median" in line and "confidence" in line
+    assert "\n" not in line and "rotation" in line and "rTRE median" in line and "confident (" in line
     assert 0.0 <= saved["confidence"] <= 1.0 and saved["flagged"] is False and saved["verdict"].startswith("clear")
 
 
