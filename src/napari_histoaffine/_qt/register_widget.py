@@ -7,8 +7,10 @@ Reset puts back exactly what they had.
 """
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
+import numpy as np
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
 
@@ -25,6 +27,26 @@ from .register_view import RegisterView
 KEYS = {"Alt-R": lambda widget: widget.start_registration(),  # viewer key bindings while the dock is open
         "Alt-O": lambda widget: widget.session.toggle_overlay(),
         "Alt-C": lambda widget: widget.toggle_checkerboard()}
+
+
+@thread_worker
+def _warm_engine_up() -> None:
+    """A small registration in the background when the first Register dock opens: torch's first calls
+    and the shipped weights cost about a second once per process, paid here instead of on the first click."""
+    from ..registration.pipeline import register
+
+    section = np.zeros((160, 200))
+    section[40:120, 50:150] = 1.0
+    section += 0.1 * np.random.default_rng(0).random(section.shape)
+    register(section, section)
+
+
+@cache
+def _warm_up_once():
+    """Start the warm-up the first time a dock asks; later docks get the same (finished) worker."""
+    worker = _warm_engine_up()
+    worker.start()
+    return worker
 
 
 @thread_worker
@@ -50,6 +72,7 @@ class RegisterWidget(RegisterView):
         for key, action in KEYS.items():  # listed in the README; they go with the dock
             napari_viewer.bind_key(key, lambda _, action=action: action(self), overwrite=True)
         self.destroyed.connect(lambda: [napari_viewer.bind_key(key, None) for key in KEYS])
+        _warm_up_once()
 
     @property
     def result(self):
