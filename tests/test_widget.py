@@ -13,7 +13,8 @@ from napari_histoaffine._qt import export_controls
 from napari_histoaffine._qt import register_widget as rw
 from napari_histoaffine._qt.common import WEIGHTS_FILE
 from napari_histoaffine._qt.layer_pickers import NONE
-from napari_histoaffine.files.images import open_pyramid
+from napari_histoaffine.files.images import open_pyramid, write_image
+from napari_histoaffine.files.tables import write_landmarks
 from napari_histoaffine.files.transform_files import read_affine_parameters
 from napari_histoaffine.plugin import session as session_module
 from napari_histoaffine.plugin.layer_transforms import data_to_world_matrix, layer_matrices, moving_layer_affine
@@ -476,3 +477,25 @@ def test_a_cancelled_slide_export_leaves_no_file_and_the_layers_as_they_were(qtb
         np.testing.assert_array_equal(layer.affine.affine_matrix, affine)
         assert layer.opacity == opacity
     assert widget.result is not None and panel.slide_button.isEnabled()
+
+
+def test_open_button_sends_slides_and_landmarks_to_our_readers(setup, tmp_path, monkeypatch):
+    viewer, widget, errors = setup
+    level = np.random.default_rng(2).integers(0, 255, (256, 320, 3), np.uint8)
+    with tifffile.TiffWriter(tmp_path / "slide.ome.tif", ome=True) as tif:  # a pyramid napari alone opens flat
+        tif.write(level, subifds=1, tile=(64, 64), photometric="rgb")
+        tif.write(level[::2, ::2], subfiletype=1, tile=(64, 64), photometric="rgb")
+    write_landmarks(tmp_path / "slide.csv", [[10.0, 20.0], [30.0, 40.0], [50.0, 5.0]])
+    write_image(tmp_path / "plain.png", level)
+    chosen = [str(tmp_path / name) for name in ("slide.ome.tif", "slide.csv", "plain.png")]
+    monkeypatch.setattr(rw.QFileDialog, "getOpenFileNames", lambda *a, **k: (chosen, ""))
+    before = len(viewer.layers)
+    widget.open_files()
+    slide, marks, plain = viewer.layers[before:]
+    assert slide.multiscale and [s.shape for s in slide.data] == [(256, 320, 3), (128, 160, 3)]
+    assert marks.data.shape == (3, 2) and np.allclose(marks.data[0], [20.0, 10.0])  # (row, col) of (x=10, y=20)
+    assert not plain.multiscale and plain.data.shape == (256, 320, 3) and not errors
+    (tmp_path / "broken.ome.tif").write_bytes(b"II*\x00 not a TIFF")
+    monkeypatch.setattr(rw.QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(tmp_path / "broken.ome.tif")], ""))
+    widget.open_files()
+    assert len(errors) == 1 and errors[0].startswith("Cannot open broken.ome.tif")

@@ -51,6 +51,7 @@ class RegisterView(QWidget):
         self.refine_check = QCheckBox("refinement")
         self.refine_check.setChecked(True)
         form = QFormLayout()
+        form.addRow("", make_button("Open slides or landmarks…", self.open_files))
         self.pickers.add_rows(form)
         for label, row in (("Model", self.model_combo), ("", weights_row), ("", model_note), ("", self.refine_check)):
             form.addRow(label, row)

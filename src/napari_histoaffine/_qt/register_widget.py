@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
+from qtpy.QtWidgets import QFileDialog
 
 from ..errors import HistoAffineError, InputError
+from ..plugin.readers import open_files
 from ..plugin.session import PickedLayers, RegistrationInputs, RegistrationSession, same_layer
 from ..registration.options import RegistrationOptions
 from ..registration.pipeline import register_steps
@@ -80,6 +82,14 @@ class RegisterWidget(RegisterView):
         return self.session.result
 
     # ---------------------------------------------------------------- inputs
+    def open_files(self) -> None:
+        """Ask for files and open them, slides and landmark files with this plugin's readers."""
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open slides, images or ANHIR landmarks")
+        try:
+            open_files(self.viewer, paths)
+        except HistoAffineError as exc:
+            show_error(str(exc))
+
     def _model(self):
         if self.model_combo.currentText() == BUNDLED:
             return "default" if default_weights_path() else None

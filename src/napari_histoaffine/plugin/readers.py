@@ -81,6 +81,21 @@ def read_pyramid_layer(path) -> list[tuple]:
     return [(data, {"name": name, "multiscale": len(levels) > 1, "rgb": rgb}, "image")]
 
 
+def open_files(viewer, paths) -> list:
+    """Open files in ``viewer``: slides and ANHIR landmark files with this plugin's readers (``viewer.open``
+    on its own sends them to napari's built-in reader, which opens one pyramid level and fails on the
+    landmarks), anything else as napari would. Returns the added layers; raises InputError naming the file."""
+    layers = []
+    for path in map(str, paths):
+        ours = get_pyramid_reader(path) or get_landmark_reader(path)
+        try:
+            layers += viewer.open(path, plugin="napari-histoaffine" if ours else "napari")
+        except Exception as exc:  # noqa: BLE001 - napari wraps every reader failure; the cause is what users need
+            cause = exc.__cause__ or exc
+            raise InputError(f"Cannot open {Path(path).name}: {' '.join(str(cause).split())}") from exc
+    return layers
+
+
 def write_landmarks_csv(path: str, data, meta: dict) -> list[str]:
     """Writer: a 2-D Points layer → ANHIR landmark CSV (``,X,Y`` in data pixels)."""
     pts = np.asarray(data, float)
