@@ -21,9 +21,9 @@ def main() -> None:
         viewer.layers[name].visible = False
     _, widget = viewer.window.add_plugin_dock_widget("napari-histoaffine", "Fine-tune network")
     widget.add_layer_pair()
-    widget.init_combo.setCurrentText("bundled default")  # fine-tuning the shipped network, default settings
-    widget.length_spin.setValue(200)
-    widget.epoch_spin.setValue(10)
+    widget.settings.start_from.value = "bundled default"  # fine-tuning the shipped network, default settings
+    widget.settings.length.value = 200
+    widget.settings.steps_per_epoch.value = 10
     widget.start_button.click()
     while len(widget.loss_line.get_xdata()) < CURVE_POINTS:
         QApplication.processEvents()

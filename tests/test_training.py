@@ -1,25 +1,26 @@
 """Tests of the training loop (napari_histoaffine.training): learning, stop, resume, repeatability, CLI."""
-import argparse
-
 import numpy as np
 import pytest
 import torch
 
 from napari_histoaffine import transforms
+from napari_histoaffine.cli import main
 from napari_histoaffine.errors import InputError
+from napari_histoaffine.progress import STOP, run_steps
 from napari_histoaffine.registration.network import AffineNet, NetworkConfig
 from napari_histoaffine.registration.weights import load_model, read_model_metadata
-from napari_histoaffine.training import (
-    TrainingConfig,
+from napari_histoaffine.training.config import TrainingConfig
+from napari_histoaffine.training.data import (
+    DataSource,
+    SectionArrays,
     TrainingPair,
-    add_train_arguments,
-    array_pair,
     ihc_pairs,
-    make_sample,
-    run_train,
-    stain_jitter,
-    train,
+    pose_training_pair,
+    pose_validation_pair,
+    training_data_steps,
 )
+from napari_histoaffine.training.loop import train, train_steps
+from napari_histoaffine.training.samples import make_sample, stain_jitter
 
 SIZE = 128
 TINY = {"width": 8, "combiner_channels": 16, "global_channels": 16, "head_hidden": 16}
@@ -48,6 +49,20 @@ def _shifted_pair(shift=(7.0, -5.0)):
     return TrainingPair("shifted", image, image.copy(), transforms.translation(*shift), factor=1.0,
                         moving_landmarks=points, fixed_landmarks=points, fixed_to_original=transforms.identity(),
                         fixed_diagonal=float(np.hypot(*image.shape[:2])))
+
+
+def _run_until_stopped(steps, stop_before_pair: int):
+    """Drive a training generator, answering STOP to the update before its ``stop_before_pair``-th pair;
+    returns the outcome, the updates and how many pairs were announced."""
+    updates, pairs, answer = [], 0, None
+    while True:
+        try:
+            update = steps.send(answer)
+        except StopIteration as done:
+            return done.value, updates, pairs
+        updates.append(update)
+        pairs += update.pair is not None
+        answer = STOP if update.pair is not None and pairs == stop_before_pair else None
 
 
 def test_sample_truth_follows_the_convention():
@@ -82,8 +97,8 @@ def test_training_learns_the_pose_correction(tmp_path):
     assert outcome.steps == 12 and not outcome.stopped
     assert outcome.final_validation["val_ncc"] > outcome.initial_validation["val_ncc"] + 0.05
     assert outcome.final_validation["val_rtre"] < 0.6 * outcome.initial_validation["val_rtre"]
-    assert updates[-1].state == "finished" and updates[-1].step == 12
-    assert {u.state for u in updates} >= {"validating", "training", "finished"}
+    assert updates[-1].stage == "finished" and updates[-1].step == 12
+    assert {u.stage for u in updates} >= {"validating", "training", "finished"}
     for name in ("model.safetensors", "last.safetensors", "log.csv", "loss.png", "last.optim.pt"):
         assert (tmp_path / name).is_file(), name
     best = read_model_metadata(tmp_path / "model.safetensors")["extra"]
@@ -105,37 +120,64 @@ def test_same_seed_same_losses():
 
 
 def test_stop_is_prompt_and_leaves_a_checkpoint(tmp_path):
-    calls = {"n": 0}
-
-    def should_stop():
-        calls["n"] += 1
-        return calls["n"] > 5            # stops before the 6th pair: in the middle of step 3 (2 pairs per step)
-
-    updates = []
-    outcome = train(_tiny_config(steps=50, out_dir=str(tmp_path), validate_every=100), ihc_pairs(),
-                    on_update=updates.append, should_stop=should_stop)
+    # stops before the 6th pair: in the middle of step 3 (2 pairs per step)
+    steps = train_steps(_tiny_config(steps=50, out_dir=str(tmp_path), validate_every=100), ihc_pairs())
+    outcome, updates, pairs = _run_until_stopped(steps, stop_before_pair=6)
     assert outcome.stopped and outcome.steps == 2
-    assert calls["n"] == 6
-    assert updates[-1].state == "stopped"
+    assert pairs == 6
+    assert updates[-1].stage == "stopped"
     model = load_model(tmp_path / "last.safetensors")
     assert isinstance(model, AffineNet)
     assert read_model_metadata(tmp_path / "last.safetensors")["extra"]["step"] == 2
 
 
+def test_closing_the_generator_saves_the_last_checkpoint(tmp_path):
+    steps = train_steps(_tiny_config(steps=50, out_dir=str(tmp_path), validate_every=100), ihc_pairs())
+    while next(steps).step < 2:
+        pass
+    steps.close()
+    assert read_model_metadata(tmp_path / "last.safetensors")["extra"]["step"] == 2
+    assert len((tmp_path / "log.csv").read_text().splitlines()) == 1 + 3
+
+
+def test_one_rule_for_which_pairs_validate(tmp_path):
+    """Held-out table pairs validate only, posed as at inference; other table pairs train only; a pair of
+    sections in memory trains and validates. A table's pairs are posed once until a file changes."""
+    from napari_histoaffine.files.images import write_image
+    from napari_histoaffine.files.tables import write_landmarks
+    from napari_histoaffine.sample import make_pair
+
+    pair = make_pair()
+    for name, image, points in (("a-He.png", pair.moving, pair.moving_landmarks),
+                                ("b-CD31.png", pair.moving, pair.moving_landmarks),
+                                ("fixed.png", pair.fixed, pair.fixed_landmarks)):
+        write_image(tmp_path / name, image)
+        write_landmarks(tmp_path / name.replace(".png", ".csv"), points)
+    table = tmp_path / "pairs.csv"
+    table.write_text("Source image,Target image,Source landmarks,Target landmarks,Case\n"
+                     "a-He.png,fixed.png,a-He.csv,fixed.csv,a\nb-CD31.png,fixed.png,b-CD31.csv,fixed.csv,b\n")
+    sections = SectionArrays("layers", pair.moving, pair.fixed, None, pair.moving_landmarks, pair.fixed_landmarks)
+    sources = [DataSource("table", str(table), holdout=("cd31",)), DataSource("layers", sections=sections)]
+    data = run_steps(training_data_steps(sources, SIZE))
+    assert [p.name for p in data.train] == ["a", "layers"] and [p.name for p in data.validation] == ["b", "layers"]
+    assert data.train[0].target is not None and data.validation[0].target is None
+    assert data.train[1] is data.validation[1] and data.validation[1].moving_landmarks is not None
+    again = run_steps(training_data_steps(sources[:1], SIZE))
+    assert again.train[0] is data.train[0] and again.validation[0] is data.validation[0]
+    write_image(tmp_path / "a-He.png", pair.moving[:-8])  # rewritten: posed again
+    assert run_steps(training_data_steps(sources[:1], SIZE)).train[0] is not data.train[0]
+    table_only = run_steps(training_data_steps([DataSource("table", str(table))], SIZE))
+    assert len(table_only.train) == 2 and not table_only.validation
+
+
 def test_resume_continues_from_the_saved_step(tmp_path):
     cfg = _tiny_config(steps=4, out_dir=str(tmp_path), validate_every=2)
-    full = train(cfg, ihc_pairs(), should_stop=None)
+    full = train(cfg, ihc_pairs())
     reference = [r["loss"] for r in full.history if r["loss"] is not None]
 
     out2 = tmp_path / "run2"
     cfg2 = _tiny_config(steps=4, out_dir=str(out2), validate_every=2)
-    calls = {"n": 0}
-
-    def stop_after_two_steps():
-        calls["n"] += 1
-        return calls["n"] > 4
-
-    first = train(cfg2, ihc_pairs(), should_stop=stop_after_two_steps)
+    first, _, _ = _run_until_stopped(train_steps(cfg2, ihc_pairs()), stop_before_pair=5)  # after two steps
     assert first.stopped and first.steps == 2
     resumed = train(cfg2, ihc_pairs(), resume=out2 / "last.safetensors")
     assert resumed.steps == 4 and not resumed.stopped
@@ -146,15 +188,12 @@ def test_resume_continues_from_the_saved_step(tmp_path):
 
 
 def test_fine_tune_a_given_model_and_cli(tmp_path, capsys):
-    parser = add_train_arguments(argparse.ArgumentParser())
-    args = parser.parse_args(["--ihc", "--no-crops", "--steps", "2", "--accumulation", "1", "--working-size", "96",
-                              "--width", "8", "--validate-every", "1", "--out", str(tmp_path), "--quiet"])
-    assert run_train(args) == 0
+    assert main(["train", "--ihc", "--no-crops", "--steps", "2", "--accumulation", "1", "--working-size", "96",
+                 "--width", "8", "--validate-every", "1", "--out", str(tmp_path), "--quiet"]) == 0
     meta = read_model_metadata(tmp_path / "model.safetensors")
     assert meta["config"]["width"] == 8 and meta["extra"]["training"]["data"]["ihc"] is True
     # continue from the stored step with more steps
-    args = parser.parse_args(["--resume", str(tmp_path / "last.safetensors"), "--steps", "3", "--quiet"])
-    assert run_train(args) == 0
+    assert main(["train", "--resume", str(tmp_path / "last.safetensors"), "--steps", "3", "--quiet"]) == 0
     assert read_model_metadata(tmp_path / "last.safetensors")["extra"]["step"] == 3
     # fine-tune an existing model object
     torch.manual_seed(0)
@@ -163,7 +202,9 @@ def test_fine_tune_a_given_model_and_cli(tmp_path, capsys):
     assert outcome.model is model
     with pytest.raises(InputError, match="works at"):
         train(_tiny_config(steps=1, working_size=2 * SIZE), ihc_pairs(crops=False), model=model)
-    assert run_train(parser.parse_args(["--steps", "1", "--out", str(tmp_path / "x"), "--quiet"])) == 2
+    capsys.readouterr()
+    assert main(["train", "--steps", "1", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("histoaffine: error: no training data")
 
 
 def test_real_pairs_learn_from_the_refinement_and_validate_from_the_pose():
@@ -172,11 +213,12 @@ def test_real_pairs_learn_from_the_refinement_and_validate_from_the_pose():
     from napari_histoaffine.sample import make_pair
 
     pair = make_pair()
-    teach = array_pair(pair.moving, pair.fixed, pair.moving_landmarks, pair.fixed_landmarks, SIZE)
-    moved = transforms.apply_to_points(transforms.compose(teach.target, teach.fixed_to_original), teach.moving_landmarks)
+    teach = pose_training_pair(pair.moving, pair.fixed, pair.moving_landmarks, pair.fixed_landmarks, SIZE)
+    moved = transforms.apply_to_points(transforms.compose(teach.target, teach.fixed_to_original),
+                                       teach.moving_landmarks)
     error = np.median(np.linalg.norm(moved - pair.fixed_landmarks, axis=1)) / teach.fixed_diagonal
     assert error < 0.01
     sample = make_sample(teach, _tiny_config(), np.random.default_rng(0))
     assert sample.truth is not None
-    held = array_pair(pair.moving, pair.fixed, pair.moving_landmarks, pair.fixed_landmarks, SIZE, teacher=False)
+    held = pose_validation_pair(pair.moving, pair.fixed, pair.moving_landmarks, pair.fixed_landmarks, SIZE)
     assert held.target is None and make_sample(held, _tiny_config(), None).truth is None

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from napari_histoaffine._qt import training_widget as tw
-from napari_histoaffine._qt.common import WEIGHTS_FILE
+from napari_histoaffine._qt.common import BUNDLED, WEIGHTS_FILE
+from napari_histoaffine._qt.training_settings import NEW
 from napari_histoaffine.files.images import read_image, write_image
 from napari_histoaffine.files.tables import write_landmarks
 from napari_histoaffine.registration.network import AffineNet
@@ -35,14 +36,15 @@ def setup(make_napari_viewer, monkeypatch):
 
 
 def configure(widget, steps, per_epoch, size=128, width=8, lr=1e-3, accumulation=1, augmentation=1.0):
-    widget.init_combo.setCurrentText(tw.NEW)
-    widget.width_spin.setValue(width)
-    widget.length_spin.setValue(steps)
-    widget.epoch_spin.setValue(per_epoch)
-    widget.size_spin.setValue(size)
-    widget.lr_spin.setValue(lr)
-    widget.accumulation_spin.setValue(accumulation)
-    widget.augmentation_spin.setValue(augmentation)
+    settings = widget.settings
+    settings.start_from.value = NEW
+    settings.width.value = width
+    settings.length.value = steps
+    settings.steps_per_epoch.value = per_epoch
+    settings.working_size.value = size
+    settings.lr.value = lr
+    settings.accumulation.value = accumulation
+    settings.augmentation.value = augmentation
 
 
 def test_train_stop_save_use(qtbot, setup, tmp_path):
@@ -59,7 +61,7 @@ def test_train_stop_save_use(qtbot, setup, tmp_path):
     widget.stop_button.click()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
     assert not messages
-    assert updates[-1].state == "stopped" and widget.outcome.stopped
+    assert updates[-1].stage == "stopped" and widget.outcome.stopped
     assert len(widget.loss_line.get_xdata()) >= 3 and len(widget.val_line.get_xdata()) >= 2
     assert any(u.metrics.get("val_rtre") is not None for u in updates[1:])  # the landmark layers give rTRE
     assert "left" not in widget.progress.format() and widget.save_button.isEnabled()  # no stale time left
@@ -84,7 +86,7 @@ def test_stop_during_a_step_is_prompt(qtbot, setup):
     updates = []
     widget.updated.connect(updates.append)
     widget.start_button.click()
-    qtbot.waitUntil(lambda: any(getattr(u, "state", "") == "training" for u in updates), timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: any(getattr(u, "stage", "") == "training" for u in updates), timeout=TIMEOUT_MS)
     qtbot.wait(300)  # inside the first step's pairs
     start = time.monotonic()
     widget.stop_button.click()
@@ -156,11 +158,11 @@ def test_fine_tuning_the_shipped_weights_raises_the_pairs_ncc(qtbot, setup):
     widget.pickers.moving_combo.setCurrentText("proSPC")
     widget.pickers.fixed_combo.setCurrentText("Cc10")
     widget.add_layer_pair()
-    widget.init_combo.setCurrentText(tw.BUNDLED)
-    widget.length_spin.setValue(FINE_TUNE_STEPS)
-    widget.epoch_spin.setValue(FINE_TUNE_STEPS)
-    widget.accumulation_spin.setValue(1)
-    widget.augmentation_spin.setValue(0.0)
+    widget.settings.start_from.value = BUNDLED
+    widget.settings.length.value = FINE_TUNE_STEPS
+    widget.settings.steps_per_epoch.value = FINE_TUNE_STEPS
+    widget.settings.accumulation.value = 1
+    widget.settings.augmentation.value = 0.0
     widget.start_button.click()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
     assert not messages and widget.outcome.steps == FINE_TUNE_STEPS

@@ -3,11 +3,17 @@
 A long operation is a generator: it yields :class:`Progress` items while it works and returns its
 result. Callers drive it with :func:`run_steps` (CLI, tests) or wrap it in napari's ``thread_worker``
 (widgets), whose ``quit()`` closes the generator at the next yield: that is the whole cancel protocol.
+
+An operation that can end early *with* a result (training keeps what it has trained) also takes
+:data:`STOP` sent in answer to a progress item (``steps.send(STOP)``, a ``thread_worker``'s ``send``):
+it winds up at that point and returns what it has.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+
+STOP = "stop"  # sent into a step generator: end at this point and return the result so far
 
 
 @dataclass(frozen=True)
@@ -17,7 +23,6 @@ class Progress:
     stage: str
     fraction: float
     message: str = ""
-
 
 
 def run_steps(steps: Generator[Progress, None, object],
