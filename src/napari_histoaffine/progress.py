@@ -2,7 +2,10 @@
 
 A long operation is a generator: it yields :class:`Progress` items while it works and returns its
 result. Callers drive it with :func:`run_steps` (CLI, tests) or wrap it in napari's ``thread_worker``
-(widgets), whose ``quit()`` closes the generator at the next yield: that is the whole cancel protocol.
+(widgets). To cancel, stop asking for items and ``close()`` the generator: its ``finally`` clauses
+run at once (a slide warp removes its half-written file). A worker's ``quit()`` only leaves the loop
+at the next yield and leaves the generator to the garbage collector, so a widget whose generator
+holds a file closes it itself when the worker reports it was aborted.
 
 An operation that can end early *with* a result (training keeps what it has trained) also takes
 :data:`STOP` sent in answer to a progress item (``steps.send(STOP)``, a ``thread_worker``'s ``send``):

@@ -17,7 +17,7 @@ from napari_histoaffine.registration.weights import load_model, read_model_metad
 from napari_histoaffine.sample import make_pair
 
 TIMEOUT_MS = 60_000
-SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "anhir-lung-lesion-3" / "images"
+SHARED_IMAGES = Path(__file__).resolve().parents[3] / "shared" / "data" / "anhir-lung-lesion-3" / "images"
 FINE_TUNE_STEPS = 20
 
 

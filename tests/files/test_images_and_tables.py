@@ -13,7 +13,7 @@ from napari_histoaffine.files.images import ImageLevel, open_pyramid, read_image
 from napari_histoaffine.files.tables import Pair, read_landmarks, read_pairs_table, write_landmarks
 from napari_histoaffine.transforms import apply_to_points
 
-SHARED = Path(__file__).parents[2] / "shared"
+SHARED = Path(__file__).parents[3] / "shared"
 RNG = np.random.default_rng(0)
 
 

@@ -20,7 +20,7 @@ from napari_histoaffine.evaluation.metrics import image_diagonal
 from napari_histoaffine.files.images import read_image, write_image
 from napari_histoaffine.files.tables import read_landmarks, write_landmarks
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(__file__).resolve().parents[3] / "shared"
 FAST = ["--model", "none", "--working-size", "256"]
 SHAPE = (256, 256)
 # fixed → moving: rotate 25° and scale 1.1 about the centre, shift; the registration must find its inverse

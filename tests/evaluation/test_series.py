@@ -12,7 +12,7 @@ from napari_histoaffine.cli import main
 from napari_histoaffine.files.images import write_image
 from napari_histoaffine.sample import make_pair
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "anhir-lung-lesion-3"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "anhir-lung-lesion-3"
 STAINS = ["He", "CD31-3", "Cc10-5", "Ki67-7", "proSPC-4"]
 
 
