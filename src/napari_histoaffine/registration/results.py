@@ -1,4 +1,4 @@
-"""Plain dataclasses that carry registration results and progress to every caller (CLI, napari, tests)."""
+"""Plain dataclasses that carry registration results to every caller (CLI, napari, tests): pose, verdict, masks."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
