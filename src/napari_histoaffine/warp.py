@@ -113,22 +113,35 @@ def warp_block(source, block_to_moving: np.ndarray, shape, *, factor: int = 1, o
 
 
 def _level_blocks(sources, matrix, full_shape, level_shape, tile: int, write_tile: int, order: int, background,
-                  dtype) -> Iterator[Callable[[], np.ndarray]]:
-    """The blocks of one output level in row-major order, each a call that warps it: ``write_tile`` rows ×
-    a multiple of ``write_tile`` cols."""
+                  dtype) -> Iterator[tuple[int, Callable[[], np.ndarray]]]:
+    """The blocks of one output level in row-major order, about ``tile`` px square (whole write tiles), each
+    with the row of blocks (band) it belongs to and a call that warps it.
+
+    Square blocks, rather than one row of tiles at a time, read each moving tile about once: the bounding
+    box of a turned block's footprint is less larger than the block the squarer the block is.
+    """
     out_to_full = resample_matrix(level_shape, full_shape)
     out_to_moving = compose(out_to_full, invert(matrix))
     index, factor = level_for_warp(sources, out_to_moving)
     source = sources[index]
     to_level = invert(resample_matrix(source.shape, source.full_shape))
     rows, cols = level_shape
-    width = max(write_tile, tile // write_tile * write_tile)
-    for r0 in range(0, rows, write_tile):
-        for c0 in range(0, cols, width):
-            block_w = min(width, -(-(cols - c0) // write_tile) * write_tile)
+    side = max(write_tile, tile // write_tile * write_tile)
+    for band, r0 in enumerate(range(0, rows, side)):
+        block_h = min(side, -(-(rows - r0) // write_tile) * write_tile)
+        for c0 in range(0, cols, side):
+            block_w = min(side, -(-(cols - c0) // write_tile) * write_tile)
             block_to_moving = compose(translation(c0, r0), out_to_moving, to_level)
-            yield partial(warp_block, source, block_to_moving, (write_tile, block_w), factor=factor, order=order,
-                          background=background, dtype=dtype)
+            yield band, partial(warp_block, source, block_to_moving, (block_h, block_w), factor=factor, order=order,
+                                background=background, dtype=dtype)
+
+
+def _band_tiles(blocks: list[np.ndarray], write_tile: int) -> Iterator[np.ndarray]:
+    """The write tiles of one band of blocks, in the row-major order of the TIFF."""
+    for r0 in range(0, blocks[0].shape[0], write_tile):
+        for block in blocks:
+            for c0 in range(0, block.shape[1], write_tile):
+                yield block[r0:r0 + write_tile, c0:c0 + write_tile]
 
 
 def slide_background(sources) -> np.ndarray:
@@ -247,14 +260,19 @@ def warp_steps(moving_path, matrix, fixed_shape, out_path, tile: int = 1024, *, 
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)
         writer = _TileWriter(out_path, shapes, channels, options, write_tile)
         writer.start()
-        done = 0
-        blocks = ((k, job) for k, shape in enumerate(shapes)
-                  for job in _level_blocks(sources, matrix, full_shape, shape, tile, write_tile, order, fill, dtype))
-        for k, block in _in_order(pool, blocks):
-            for t0 in range(0, block.shape[1], write_tile):
-                writer.put(block[:, t0:t0 + write_tile])
+        done, band, blocks = 0, None, []
+        jobs = (((k, b), job) for k, shape in enumerate(shapes)
+                for b, job in _level_blocks(sources, matrix, full_shape, shape, tile, write_tile, order, fill, dtype))
+        for key, block in _in_order(pool, jobs):
+            if key != band:  # a band is written once all its blocks are warped
+                for part in _band_tiles(blocks, write_tile) if blocks else ():
+                    writer.put(part)
+                band, blocks = key, []
+            blocks.append(block)
             done += block.shape[0] * block.shape[1]
-            yield Progress("warp", min(done / total, 1.0), f"level {k + 1} of {len(shapes)}")
+            yield Progress("warp", min(done / total, 1.0), f"level {key[0] + 1} of {len(shapes)}")
+        for part in _band_tiles(blocks, write_tile) if blocks else ():
+            writer.put(part)
         writer.join()
         if writer.error is not None:
             raise writer.error
