@@ -4,6 +4,7 @@ import sys
 import numpy as np
 import pytest
 import tifffile
+from scipy import ndimage
 
 from napari_histoaffine import transforms
 from napari_histoaffine.cli import main
@@ -80,25 +81,35 @@ def test_level_choice_for_warps(slide):
 MATRIX = transforms.compose(transforms.rotation(17, (210, 150)), transforms.scaling(1.07), transforms.translation(-9, 12))
 
 
-def test_tiled_warp_equals_in_memory_warp_and_is_pyramidal(slide, tmp_path):
+def _scipy_warp(data, matrix, shape):
+    """The reference: scipy's bilinear ``affine_transform`` per channel (pixel centres at integers), and where
+    its samples lie inside the image by a pixel (at the rim we blend with the background, scipy does not)."""
+    out_to_moving = transforms.invert(matrix)
+    rc = transforms.xy_to_rowcol(out_to_moving)
+    warped = np.stack([ndimage.affine_transform(data[..., c].astype(float), rc[:2, :2], offset=rc[:2, 2],
+                                                output_shape=shape, order=1) for c in range(data.shape[2])], -1)
+    rows, cols = np.mgrid[0:shape[0], 0:shape[1]]
+    x, y = transforms.apply_to_points(out_to_moving, np.c_[cols.ravel(), rows.ravel()]).T.reshape(2, *shape)
+    return warped, (x >= 1) & (x <= data.shape[1] - 2) & (y >= 1) & (y <= data.shape[0] - 2)
+
+
+def test_tiled_warp_equals_scipys_warp_and_is_pyramidal(slide, tmp_path):
     path, data = slide
     out = tmp_path / "warped.ome.tif"
     fixed_shape = (280, 400)
     shapes = warp_to_ome_tiff(path, MATRIX, fixed_shape, out, tile=64, write_tile=32, compression="zlib",
-                                     background=0)
-    expected = np.clip(np.rint(transforms.warp_image(data, MATRIX, fixed_shape)), 0, 255).astype(np.uint8)
+                              background=0)
     with tifffile.TiffFile(out) as tif:
         assert tif.is_ome and tif.pages[0].is_tiled and tif.pages[0].tilewidth == 32
         levels = tif.series[0].levels
         assert [lv.shape for lv in levels] == [(*s, 3) for s in shapes] and shapes[1] == (140, 200)
-        # the same warp as scipy's (bilinear, pixel centres at integers) but for the one-pixel rim at the
-        # image's edge, which torch blends with the background and scipy does not
-        for level, reference in ((levels[0], expected), (levels[1], transforms.warp_image(data, transforms.compose(
-                MATRIX, transforms.resample_matrix(fixed_shape, (140, 200))), (140, 200)))):
-            # reduced levels are the same warp sampled on their own grid (from level 0 here: 2 / 1.07 < 2 moving
-            # px a pixel)
-            difference = np.abs(level.asarray().astype(float) - reference)
-            assert difference.mean() < 0.5 and (difference <= 1).mean() > 0.99
+        # reduced levels are the same warp sampled on their own grid (from level 0 here: 2 / 1.07 < 2 moving px a
+        # pixel); rounding to 8 bits and OpenCV's 1/32-px weights stay within a grey level
+        to_level_1 = transforms.compose(MATRIX, transforms.resample_matrix(fixed_shape, (140, 200)))
+        for level, (reference, inside) in ((levels[0], _scipy_warp(data, MATRIX, fixed_shape)),
+                                           (levels[1], _scipy_warp(data, to_level_1, (140, 200)))):
+            difference = np.abs(level.asarray().astype(float) - reference)[inside]
+            assert inside.mean() > 0.6 and difference.mean() < 0.3 and difference.max() <= 1.5
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
 
 
