@@ -66,6 +66,20 @@ def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return values.astype(dtype, copy=False)
 
 
+def _footprint(block_to_moving: np.ndarray, shape, factor: int, source_shape) -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)``: the region of the source a block reads, its footprint's bounding box plus the
+    interpolation margin (whole ``factor`` × ``factor`` cells), clipped to the source."""
+    rows, cols = int(shape[0]), int(shape[1])
+    corners = np.array([[0, 0, 1], [cols - 1, 0, 1], [0, rows - 1, 1], [cols - 1, rows - 1, 1]], float)
+    pts = corners @ np.asarray(block_to_moving, float)[:2].T
+    lo = np.floor(pts.min(axis=0)).astype(np.int64) - 1
+    hi = np.floor(pts.max(axis=0)).astype(np.int64) + 3
+    if factor > 1:
+        lo, hi = (lo // factor) * factor, -(-hi // factor) * factor
+    x0, y0 = (max(int(v), 0) for v in lo)
+    return y0, min(int(hi[1]), source_shape[0]), x0, min(int(hi[0]), source_shape[1])
+
+
 def warp_block(source, block_to_moving: np.ndarray, shape, *, factor: int = 1, order: int = 1,
                background=0.0, dtype=None) -> np.ndarray:
     """Warp the moving pixels one output block needs: ``block_to_moving`` maps block pixels to ``source``'s pixels.
@@ -76,14 +90,7 @@ def warp_block(source, block_to_moving: np.ndarray, shape, *, factor: int = 1, o
     rows, cols = int(shape[0]), int(shape[1])
     channels = source.shape[2:]
     dtype = np.dtype(dtype or source.dtype)
-    corners = np.array([[0, 0, 1], [cols - 1, 0, 1], [0, rows - 1, 1], [cols - 1, rows - 1, 1]], float)
-    pts = corners @ np.asarray(block_to_moving, float)[:2].T
-    lo = np.floor(pts.min(axis=0)).astype(np.int64) - 1
-    hi = np.floor(pts.max(axis=0)).astype(np.int64) + 3
-    if factor > 1:
-        lo, hi = (lo // factor) * factor, -(-hi // factor) * factor
-    x0, y0 = (max(int(v), 0) for v in lo)
-    x1, y1 = min(int(hi[0]), source.shape[1]), min(int(hi[1]), source.shape[0])
+    y0, y1, x0, x1 = _footprint(block_to_moving, shape, factor, source.shape)
     fill = np.asarray(background, np.float32)
     if x1 - x0 < 1 or y1 - y0 < 1:
         return _to_dtype(np.full((rows, cols, *channels), fill, np.float32), dtype)
@@ -127,13 +134,16 @@ def _level_blocks(sources, matrix, full_shape, level_shape, tile: int, write_til
     to_level = invert(resample_matrix(source.shape, source.full_shape))
     rows, cols = level_shape
     side = max(write_tile, tile // write_tile * write_tile)
-    for band, r0 in enumerate(range(0, rows, side)):
-        block_h = min(side, -(-(rows - r0) // write_tile) * write_tile)
-        for c0 in range(0, cols, side):
-            block_w = min(side, -(-(cols - c0) // write_tile) * write_tile)
-            block_to_moving = compose(translation(c0, r0), out_to_moving, to_level)
-            yield band, partial(warp_block, source, block_to_moving, (block_h, block_w), factor=factor, order=order,
-                                background=background, dtype=dtype)
+    blocks = [(band, compose(translation(c0, r0), out_to_moving, to_level),
+               (min(side, -(-(rows - r0) // write_tile) * write_tile), min(side, -(-(cols - c0) // write_tile) * write_tile)))
+              for band, r0 in enumerate(range(0, rows, side)) for c0 in range(0, cols, side)]
+    if isinstance(source, TileSource):  # each moving tile decoded once, kept until its last block has read it
+        source.expect([region for _, to_moving, shape in blocks
+                       if (region := _footprint(to_moving, shape, factor, source.shape))[1] > region[0]
+                       and region[3] > region[2]])
+    for band, block_to_moving, shape in blocks:
+        yield band, partial(warp_block, source, block_to_moving, shape, factor=factor, order=order,
+                            background=background, dtype=dtype)
 
 
 def _band_tiles(blocks: list[np.ndarray], write_tile: int) -> Iterator[np.ndarray]:

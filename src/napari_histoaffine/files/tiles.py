@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections import OrderedDict
+from concurrent.futures import Future
+from collections import Counter, OrderedDict
+from collections.abc import Iterator
 from functools import lru_cache
 
 import numpy as np
@@ -43,8 +45,10 @@ class TileSource:
     """Region reads of one chunked single-page TIFF level, decoding only the tiles (or strips) a region needs.
 
     Holds the page's tile table but no open file unless ``keep_open``; ``cache_bytes`` bounds an LRU cache of
-    decoded tiles (useful when neighbouring regions share tiles, as in a warp). Threads may read at once:
-    file reads and the cache are locked, decoding (which releases the GIL) is not.
+    decoded tiles (useful when neighbouring regions share tiles, as in a warp). A reader that knows its
+    regions in advance announces them (:meth:`expect`): a tile is then decoded once and kept exactly until
+    its last announced read. Threads may read at once: file reads and the caches are locked, decoding
+    (which releases the GIL) is not.
     """
 
     tiled = True
@@ -72,6 +76,9 @@ class TileSource:
         self._cached = 0
         self._fh = open(self.path, "rb") if keep_open else None  # noqa: SIM115 - closed by close()
         self._lock = threading.Lock()
+        self._expected: Counter[int] = Counter()  # announced reads still to come, per tile
+        self._kept: dict[int, np.ndarray | None] = {}  # decoded tiles with announced reads to come
+        self._decoding: dict[int, Future] = {}  # tiles being decoded by some thread, for the others to wait on
         self.decoded = 0  # number of tiles decoded (for tests and benchmarks)
 
     def close(self) -> None:
@@ -80,27 +87,76 @@ class TileSource:
             self._fh = None
         self._cache.clear()
         self._cached = 0
+        self._kept.clear()
+        self._expected.clear()
+
+    def _tile_indices(self, y0: int, y1: int, x0: int, x1: int) -> Iterator[int]:
+        """Indices of the tiles a region (clipped to the level) touches, row by row."""
+        y0, x0 = max(int(y0), 0), max(int(x0), 0)
+        y1, x1 = min(int(y1), self.shape[0]), min(int(x1), self.shape[1])
+        th, tw = self.chunk
+        for ty in range(y0 // th, (y1 - 1) // th + 1 if y1 > y0 else 0):
+            for tx in range(x0 // tw, (x1 - 1) // tw + 1 if x1 > x0 else 0):
+                yield ty * self.grid[1] + tx
+
+    def expect(self, regions) -> None:
+        """Announce regions ``(y0, y1, x0, x1)`` that will be read, in any order and any number of threads."""
+        with self._lock:
+            self._expected.update(i for region in regions for i in self._tile_indices(*region))
+
+    def _count_read(self, index: int) -> None:
+        """One read of ``index`` done: forget a kept tile after its last announced read (lock held)."""
+        if self._expected[index] > 1:
+            self._expected[index] -= 1
+        else:
+            self._expected.pop(index, None)
+            self._kept.pop(index, None)
 
     def _tile(self, fh, index: int) -> np.ndarray | None:
         offset, count = int(self.offsets[index]), int(self.counts[index])
         with self._lock:
+            if index in self._kept:
+                tile = self._kept[index]
+                self._count_read(index)
+                return tile
             if index in self._cache:
                 self._cache.move_to_end(index)
+                self._count_read(index)
                 return self._cache[index]
-            data = None
-            if offset and count:
-                fh.seek(offset)
-                data = fh.read(count)
-        tile = self._decode_segment(data, index, **self.decode_args)[0]
-        tile = None if tile is None else tile.reshape(tile.shape[1], tile.shape[2], -1)
+            decoding = self._decoding.get(index)
+            waits = decoding is not None  # another thread decodes this tile now: take its result
+            if not waits:
+                decoding = self._decoding[index] = Future()
+                data = None
+                if offset and count:
+                    fh.seek(offset)
+                    data = fh.read(count)
+        if waits:
+            tile = decoding.result()
+            with self._lock:
+                self._count_read(index)
+            return tile
+        try:
+            tile = self._decode_segment(data, index, **self.decode_args)[0]
+            tile = None if tile is None else tile.reshape(tile.shape[1], tile.shape[2], -1)
+        except BaseException as exc:
+            with self._lock:
+                self._decoding.pop(index, None)
+            decoding.set_exception(exc)
+            raise
         with self._lock:
+            self._decoding.pop(index, None)
+            decoding.set_result(tile)
             self.decoded += 1
-            if self.cache_bytes and index not in self._cache:
+            if self._expected[index] > 1:
+                self._kept[index] = tile
+            elif self.cache_bytes and index not in self._cache:
                 self._cache[index] = tile
                 self._cached += 0 if tile is None else tile.nbytes
                 while self._cached > self.cache_bytes and len(self._cache) > 1:
                     old = self._cache.popitem(last=False)[1]
                     self._cached -= 0 if old is None else old.nbytes
+            self._count_read(index)
         return tile
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
@@ -111,15 +167,14 @@ class TileSource:
         th, tw = self.chunk
         fh = self._fh if self._fh is not None else open(self.path, "rb")  # noqa: SIM115
         try:
-            for ty in range(y0 // th, (y1 - 1) // th + 1 if y1 > y0 else 0):
-                for tx in range(x0 // tw, (x1 - 1) // tw + 1 if x1 > x0 else 0):
-                    tile = self._tile(fh, ty * self.grid[1] + tx)
-                    if tile is None:
-                        continue
-                    ty0, tx0 = ty * th, tx * tw
-                    a0, a1 = max(y0, ty0), min(y1, ty0 + tile.shape[0])
-                    b0, b1 = max(x0, tx0), min(x1, tx0 + tile.shape[1])
-                    out[a0 - y0:a1 - y0, b0 - x0:b1 - x0] = tile[a0 - ty0:a1 - ty0, b0 - tx0:b1 - tx0]
+            for index in self._tile_indices(y0, y1, x0, x1):
+                tile = self._tile(fh, index)
+                if tile is None:
+                    continue
+                ty0, tx0 = index // self.grid[1] * th, index % self.grid[1] * tw
+                a0, a1 = max(y0, ty0), min(y1, ty0 + tile.shape[0])
+                b0, b1 = max(x0, tx0), min(x1, tx0 + tile.shape[1])
+                out[a0 - y0:a1 - y0, b0 - x0:b1 - x0] = tile[a0 - ty0:a1 - ty0, b0 - tx0:b1 - tx0]
         finally:
             if fh is not self._fh:
                 fh.close()
