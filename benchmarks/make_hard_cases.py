@@ -16,8 +16,8 @@ development part (tune and calibrate on it) and the final part (look at it only 
 report).
 
 usage: python benchmarks/make_hard_cases.py OUT_DIR --part dev|final [--per-kind N] [--seed S]
-Needs opencv-python-headless (the ``bench`` extra). Output: OUT_DIR/pairs.csv (ANHIR/BIRL layout,
-plus ``Kind``), OUT_DIR/images/, OUT_DIR/landmarks/.
+Output: OUT_DIR/pairs.csv (ANHIR/BIRL layout, plus ``Kind``),
+OUT_DIR/images/, OUT_DIR/landmarks/.
 """
 from __future__ import annotations
 
