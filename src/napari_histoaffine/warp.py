@@ -43,18 +43,19 @@ def pyramid_shapes(shape, smallest: int = WRITE_TILE) -> list[tuple[int, int]]:
     return shapes
 
 
-def level_for_warp(sources, out_to_moving: np.ndarray) -> tuple[int, int]:
+def level_for_warp(sources, out_to_moving: np.ndarray, coarser: float = 1.01) -> tuple[int, int]:
     """Moving level to sample for an output grid, and the integer pre-averaging factor for that level.
 
     ``out_to_moving`` maps output pixels to full-resolution moving pixels. The chosen level is the coarsest
-    whose pixels are no larger than the output's finest sampling step (the smallest singular value of the
-    linear part); when that level is still ≥ 2× finer, it is block-averaged by the integer factor first.
+    whose pixels are no larger than ``coarser`` × the output's finest sampling step (the smallest singular
+    value of the linear part); when that level is still ≥ 2× finer, it is block-averaged by the integer
+    factor first.
     """
     step = float(np.linalg.svd(np.asarray(out_to_moving, float)[:2, :2], compute_uv=False).min())
     best, best_size = 0, 1.0
     for i, source in enumerate(sources):
         size = max(f / s for f, s in zip(source.full_shape, source.shape[:2]))
-        if size <= step * 1.01 and size > best_size:
+        if size <= step * coarser and size > best_size:
             best, best_size = i, size
     return best, max(1, int(math.floor(step / best_size + 1e-6)))
 
@@ -129,7 +130,9 @@ def _level_blocks(sources, matrix, full_shape, level_shape, tile: int, write_til
     """
     out_to_full = resample_matrix(level_shape, full_shape)
     out_to_moving = compose(out_to_full, invert(matrix))
-    index, factor = level_for_warp(sources, out_to_moving)
+    # the reduced levels are overviews: a moving level up to 20 % coarser than their grid (a slight blur)
+    # saves reading the 4× larger level below it
+    index, factor = level_for_warp(sources, out_to_moving, 1.01 if level_shape == tuple(full_shape) else 1.2)
     source = sources[index]
     to_level = invert(resample_matrix(source.shape, source.full_shape))
     rows, cols = level_shape
