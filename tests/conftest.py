@@ -53,3 +53,29 @@ def sample_pair():
     from napari_histoaffine.sample import make_pair
 
     return make_pair()
+
+
+def _scipy_bilinear(image, out_to_image, shape, fill=0.0):
+    """The reference warp: scipy's order-1 ``affine_transform`` per channel (pixel centres at integers), with where
+    its samples lie inside the image by a pixel and where they lie outside it by more than a pixel (at the rim
+    our warps blend with the fill, scipy does not)."""
+    from scipy import ndimage
+
+    from napari_histoaffine import transforms
+
+    rc = transforms.xy_to_rowcol(out_to_image)
+    warped = np.stack([ndimage.affine_transform(image[..., c].astype(float), rc[:2, :2], offset=rc[:2, 2],
+                                                output_shape=shape, order=1, cval=fill)
+                       for c in range(image.shape[2])], -1)
+    rows, cols = np.mgrid[0:shape[0], 0:shape[1]]
+    x, y = transforms.apply_to_points(out_to_image, np.c_[cols.ravel(), rows.ravel()]).T.reshape(2, *shape)
+    h, w = image.shape[:2]
+    inside = (x >= 1) & (x <= w - 2) & (y >= 1) & (y <= h - 2)
+    outside = (x < -1) | (x > w) | (y < -1) | (y > h)
+    return warped, inside, outside
+
+
+@pytest.fixture(scope="session")
+def scipy_bilinear():
+    """:func:`_scipy_bilinear`: what a bilinear warp is checked against."""
+    return _scipy_bilinear
