@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -117,9 +119,6 @@ def add_demo(subparsers) -> None:
 
 
 def _run_warp(args: argparse.Namespace) -> int:
-    import json
-    import time
-
     from ..files.tiles import image_shape
     from ..warp import warp_to_ome_tiff
 

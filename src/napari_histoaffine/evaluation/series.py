@@ -32,6 +32,7 @@ from ..progress import Progress
 from ..registration.options import RegistrationOptions
 from ..registration.pipeline import register
 from ..registration.results import RegistrationResult
+from ..registration.verdict import FLAG_BELOW
 from ..warp import warp_to_ome_tiff
 from . import metrics
 from .batch import run_batch
@@ -113,7 +114,7 @@ def register_series(reference, movings, out_dir, options: RegistrationOptions | 
                 matrix, weak = np.array(link["matrix"]), (link["confidence"], section, link["verdict"])
             to_reference[section], weakest[section] = matrix, weak
             record = {**link, "matrix": matrix.tolist(), "fixed_image": paths[0], "fixed_shape": list(reference_shape),
-                      "confidence": weak[0], "flagged": bool(weak[0] < 0.5 or link["flagged"]),
+                      "confidence": weak[0], "flagged": bool(weak[0] < FLAG_BELOW or link["flagged"]),
                       "verdict": weak[2] if weak[1] == section else f"{weak[1]}: {weak[2]}",
                       "chain": sections[:sections.index(section) + 1][::-1] if chain else [section, sections[0]]}
             folder = out / section
