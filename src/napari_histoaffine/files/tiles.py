@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 import os
 import threading
-from concurrent.futures import Future
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
+from concurrent.futures import Future
 from functools import lru_cache
 
 import numpy as np
