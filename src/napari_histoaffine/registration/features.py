@@ -13,6 +13,9 @@ from .. import transforms
 from .preprocess import PreparedImage
 from .similarity import gradient_magnitude, ncc, smooth
 
+MIN_OVERLAP = 0.5  # of the smaller image: less is no placement of one section on the other
+MIN_COVER = 0.02   # of the fixed image
+
 
 def _to_tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, np.float32))[None, None]
@@ -39,14 +42,22 @@ def downsample_pair(moving: np.ndarray, fixed: np.ndarray, long_side: int):
     return moving_small, moving_to_small, fixed_small, fixed_to_small
 
 
+def _grids(moving_to_small: np.ndarray, moving_shape, fixed_to_small: np.ndarray, fixed_shape):
+    """Working moving pixels → moving ``grid_sample`` coordinates, and fixed ``grid_sample`` coordinates → working
+    fixed pixels: with them a theta is ``compose(from_fixed, invert(matrix), to_moving)``."""
+    to_moving = transforms.compose(moving_to_small, transforms.pixel_to_normalized(moving_shape))
+    from_fixed = transforms.invert(transforms.compose(fixed_to_small, transforms.pixel_to_normalized(fixed_shape)))
+    return to_moving, from_fixed
+
+
 def small_theta(matrix: np.ndarray, moving_to_small: np.ndarray, moving_shape, fixed_to_small: np.ndarray,
                 fixed_shape) -> np.ndarray:
     """Theta, between the downsampled grids of :func:`downsample_pair`, of a working moving → fixed matrix.
 
     A stack of matrices gives a stack of thetas.
     """
-    small = transforms.compose(transforms.invert(moving_to_small), matrix, fixed_to_small)
-    return transforms.to_theta(small, moving_shape, fixed_shape)
+    to_moving, from_fixed = _grids(moving_to_small, moving_shape, fixed_to_small, fixed_shape)
+    return transforms.compose(from_fixed, transforms.invert(matrix), to_moving)[..., :2, :]
 
 
 def structure_features(image: torch.Tensor) -> torch.Tensor:
@@ -56,6 +67,33 @@ def structure_features(image: torch.Tensor) -> torch.Tensor:
     return torch.cat([c / c.flatten(1).std(1).clamp_min(1e-6).view(-1, 1, 1, 1) for c in channels], dim=1)
 
 
+def with_domain(images: torch.Tensor) -> torch.Tensor:
+    """``(1, C, H, W)`` images with a last channel of ones: warped, it says where the images cover the output grid."""
+    return torch.cat([images, torch.ones_like(images[:, :1])], dim=1)
+
+
+def inside(warped: torch.Tensor) -> torch.Tensor:
+    """``(N, 1, ...)`` 0/1 weights: where the last channel of warped :func:`with_domain` images says the images are.
+
+    Similarities count only those pixels: beyond its edge the moving image has no data, not
+    background, and counting it as background makes a pose that covers the fixed frame better win
+    over the right one when tissue fills both frames.
+    """
+    return (warped[:, -1:] > 0.999).to(warped.dtype)
+
+
+def overlap_is_enough(overlap: torch.Tensor, theta: torch.Tensor, fixed_pixels: int) -> torch.Tensor:
+    """Whether two images overlap enough (``overlap`` pixels of the fixed grid) for a similarity to mean anything.
+
+    Enough is :data:`MIN_OVERLAP` of the smaller image (the moving image covers the fixed grid's
+    area over ``|det θ|``) and :data:`MIN_COVER` of the fixed grid: a few pixels of overlap
+    correlate perfectly by chance. ``overlap`` is ``(N, ...)`` for the ``(N, 2, 3)`` thetas.
+    """
+    moving_pixels = fixed_pixels / torch.linalg.det(theta[:, :, :2]).abs().clamp_min(1e-12)
+    smaller = moving_pixels.clamp_max(fixed_pixels).view((-1,) + (1,) * (overlap.ndim - 1))
+    return (overlap >= MIN_OVERLAP * smaller) & (overlap >= MIN_COVER * fixed_pixels)
+
+
 class FeatureLevel:
     """Structure features of a prepared pair at one scale, and its working matrix ↔ theta conversions."""
 
@@ -63,22 +101,36 @@ class FeatureLevel:
         m_small, self.m_to_small, f_small, self.f_to_small = downsample_pair(moving.image, fixed.image, long_side)
         self.moving = structure_features(m_small)
         self.fixed = structure_features(f_small)
+        self.moving_with_domain = with_domain(self.moving)
         self.m_shape, self.f_shape = m_small.shape[-2:], f_small.shape[-2:]
+        self._to_moving, self._from_fixed = _grids(self.m_to_small, self.m_shape, self.f_to_small, self.f_shape)
 
     def thetas(self, matrices) -> torch.Tensor:
         """``(N, 2, 3)`` float32 thetas, on this level's grids, of working moving → fixed matrices."""
-        thetas = small_theta(np.asarray(matrices, float), self.m_to_small, self.m_shape, self.f_to_small, self.f_shape)
-        return torch.from_numpy(thetas).float()
+        thetas = transforms.compose(self._from_fixed, transforms.invert(np.asarray(matrices, float)), self._to_moving)
+        return torch.from_numpy(thetas[..., :2, :]).float()
 
-    def matrix(self, theta: np.ndarray) -> np.ndarray:
-        """Working moving → fixed matrix of a theta on this level's grids."""
-        small = transforms.from_theta(theta, self.m_shape, self.f_shape)
-        return transforms.compose(self.m_to_small, small, transforms.invert(self.f_to_small))
+    def matrices(self, thetas: torch.Tensor) -> np.ndarray:
+        """``(N, 3, 3)`` working moving → fixed matrices of ``(N, 2, 3)`` thetas on this level's grids."""
+        square = np.zeros((len(thetas), 3, 3))
+        square[:, :2], square[:, 2, 2] = thetas.numpy(), 1.0
+        return transforms.compose(self._to_moving, transforms.invert(square), self._from_fixed)
 
-    def similarity(self, theta: torch.Tensor) -> torch.Tensor:
-        """Structure NCC of the pair under each of a batch of thetas."""
-        warped = transforms.warp_tensor(self.moving, theta, self.f_shape)
-        return ncc(warped, self.fixed.expand_as(warped))
+    def similarity(self, theta: torch.Tensor, masked: bool = True) -> torch.Tensor:
+        """Structure NCC of the pair under each of a batch of thetas.
+
+        Masked, only where the moving image covers the fixed grid, and poses that do not overlap
+        enough (:func:`overlap_is_enough`) score -1; plain, over the whole fixed grid with zeros
+        beyond the moving image's edge, so it also says how much of the fixed image the moving
+        one explains.
+        """
+        if not masked:
+            warped = transforms.warp_tensor(self.moving, theta, self.f_shape)
+            return ncc(warped, self.fixed)
+        warped = transforms.warp_tensor(self.moving_with_domain, theta, self.f_shape)
+        weight = inside(warped)
+        enough = overlap_is_enough(weight.sum((1, 2, 3)), theta, self.f_shape[0] * self.f_shape[1])
+        return torch.where(enough, ncc(warped[:, :-1], self.fixed, weight), -1.0)
 
 
 class StructurePyramid:
@@ -95,7 +147,8 @@ class StructurePyramid:
         return self._levels[long_side]
 
     @torch.inference_mode()
-    def similarity(self, matrices: list[np.ndarray], long_side: int) -> list[float]:
-        """Structure NCC of the pair under each working moving → fixed matrix, at the given scale."""
+    def similarity(self, matrices: list[np.ndarray], long_side: int, masked: bool = True) -> list[float]:
+        """Structure NCC of the pair under each working moving → fixed matrix, at the given scale (see
+        :meth:`FeatureLevel.similarity`)."""
         level = self.level(long_side)
-        return [float(s) for s in level.similarity(level.thetas(matrices))]
+        return [float(s) for s in torch.nan_to_num(level.similarity(level.thetas(matrices), masked), nan=-1.0)]

@@ -4,7 +4,8 @@ Preprocess → pose search (ranked rotation/mirror candidates) → the network c
 that fits best → all candidates (that one corrected) race for a few refinement steps at a coarse
 scale; a close race, or a doubtful scale guess, makes the pose search take a second, thorough
 look whose new poses join the race → the leader, with its close rivals, goes on into a final at
-finer scales, whose winner is the result → the verdict compares it with the different poses tried.
+finer scales, whose winner, and the same stretched by ±5 % along each axis, race once more at the
+finest scale: the best is the result → the verdict compares it with the different poses tried.
 ``refine=False`` is the paper's method. Every stage shares one
 :class:`~napari_histoaffine.registration.features.StructurePyramid`, so no feature level is computed twice.
 
@@ -51,7 +52,7 @@ class Schedule:
 SCHEDULE = Schedule(DEFAULT_SCALES[:1], DEFAULT_SCALES[1:])
 # After the network: a short race at 96 px, the final there and at 192 px, where every third pixel
 # of every third row suffices (a finish at the 288-px working size gained nothing measurable)
-AFTER_NETWORK_SCHEDULE = Schedule(((96, 3, 1),), ((96, 5, 1), (192, 4, 3)))
+AFTER_NETWORK_SCHEDULE = Schedule(((96, 3, 2),), ((96, 5, 1), (192, 4, 3)))
 REPORT_SIZE = DEFAULT_SCALES[-1][0]  # the scale of the reported NCC: where both schedules' finals end
 # a race whose leader leads every different pose by less than this is close: the pose search takes a
 # second, thorough look (as it does when the sections' areas differ, so the scale guess is in doubt),
@@ -104,8 +105,7 @@ def _race_and_final(refiner: Refiner, search: PoseSearch, poses: list[Pose], sta
     """Race every start, take a second look when the race is close or the scale in doubt, then the final.
 
     Returns the poses (with the second look's), the race the verdict reads (the final when close
-    rivals went on, else the race itself) with the winner's row in it, and the winner's matrix and
-    similarity at the final's scale.
+    rivals went on, else the race itself) with the winner's row in it, and the winner's matrix.
     """
     race = refiner.race(starts, schedule.race, range(len(starts)))
     lead = pose_margin(race, race.best)
@@ -118,12 +118,12 @@ def _race_and_final(refiner: Refiner, search: PoseSearch, poses: list[Pose], sta
     leader = race.best if candidate is None else race.position(candidate)
     close = lead < CLOSE_RACE or candidate is not None
     finalists = [leader] + (rivals(race, leader, within=CLOSE_RACE) if close else [])
+    if len(finalists) == 1:  # a clear race's lead speaks for itself
+        matrix = refiner.best_stretch(refiner.refine(race.matrices[finalists], schedule.final)[0], schedule.final[-1:])
+        return poses, race, leader, matrix
     final = refiner.race(race.matrices[finalists], schedule.final, [race.indices[i] for i in finalists])
-    in_final = final.best if candidate is None else 0
-    matrix, after = final.matrices[in_final], final.similarities[in_final]
-    if len(finalists) > 1:  # the final decided and measures the margin; a clear race's lead speaks for itself
-        return poses, final, in_final, matrix, after
-    return poses, race, leader, matrix, after
+    in_final = final.best if candidate is None else 0  # the final decided and measures the margin
+    return poses, final, in_final, refiner.best_stretch(final.matrices[in_final], schedule.final[-1:])
 
 
 def _pixels(image, full_shape, role: str) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -205,15 +205,15 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, options: RegistrationO
         starts[chosen] = _network_start(network, prepared_moving, prepared_fixed, poses[chosen], passes)
         yield finished("network")
     if options.refine:
-        poses, race, winner, matrix, after = _race_and_final(Refiner(pyramid), search, poses, starts, schedule,
-                                                             candidate, options.top_k)
+        poses, race, winner, matrix = _race_and_final(Refiner(pyramid), search, poses, starts, schedule, candidate,
+                                                      options.top_k)
         chosen = race.indices[winner]
         yield finished("refinement")
     else:  # no race: the starts as they are are the yardstick
         matrix, winner = starts[chosen], chosen
         race = Race(np.stack(starts), pyramid.similarity(starts, schedule.race[0][0]), list(range(len(starts))))
-        after = pyramid.similarity([matrix], REPORT_SIZE)[0]
-    before = pyramid.similarity([transforms.identity()], REPORT_SIZE)[0]
+    # reported over the whole fixed image: how much of it the moving image explains
+    before, after = pyramid.similarity([transforms.identity(), matrix], REPORT_SIZE, masked=False)
     verdict = assess(race, winner, after)
     full = transforms.compose(transforms.invert(moving_working_to_full), matrix, fixed_working_to_full)
     return RegistrationResult(

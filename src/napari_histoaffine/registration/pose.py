@@ -14,13 +14,16 @@ import torch
 from scipy.fft import next_fast_len
 
 from .. import transforms
-from .features import FeatureLevel, StructurePyramid
+from .features import FeatureLevel, StructurePyramid, inside, overlap_is_enough
 from .results import Pose
 
 SEARCH_SIZE = 48
-SIZES_DIFFER = 1.15  # an area-ratio scale further than this from 1 is in doubt: the second look also tries 1
+SIZES_DIFFER = 1.15  # scales closer than this count as one (an area ratio further from 1 is in doubt)
 CHECK_SIZE = 96
-CHECK_SCALES = (0.9, 1.0, 1 / 0.9)  # around each peak's scale: neither scale guess is exact
+# the second look's scales besides the area ratio's: the same pixel size, and a fifth either way (a crop
+# that cuts the tissue makes the areas say nothing)
+SECOND_LOOK_SCALES = (0.8, 1.0, 1.25)
+CHECK_SCALES = (0.84, 0.92, 1.0, 1 / 0.92, 1 / 0.84)  # around each peak's scale: neither scale guess is exact
 THOROUGH_PEAKS = 8
 
 
@@ -50,18 +53,30 @@ def pose_matrices(angles_deg: np.ndarray, flipped: np.ndarray, scale: float, mov
 
 
 class _Scorer:
-    """Scores many moving → fixed poses in one batched warp; the best translation of each comes from an FFT.
+    """Scores many moving → fixed poses in one batched warp; the best translation of each comes from FFTs.
 
-    Returns, per pose, the normalised cross-correlation at the best shift and the shift (working pixels).
+    Plain scoring is the normalised cross-correlation of the whole fixed grid with the warped
+    moving image, zeros beyond its edge: right when the moving section lies on background, as
+    beyond the edge there would be more background. Masked scoring (Padfield 2012) counts, at
+    every shift, only the pixels where both images have data, so tissue that fills a frame is
+    not compared with zeros that are no background; it costs about twice as much. Shifts whose
+    overlap is too small (:func:`~.features.overlap_is_enough`) are not considered. Returns, per
+    pose, the best score and its shift (working pixels).
     """
 
-    def __init__(self, level: FeatureLevel, max_shift: float = 0.25):
-        self.level = level
+    def __init__(self, level: FeatureLevel, masked: bool, max_shift: float = 0.25):
+        self.level, self.masked = level, masked
         h, w = level.f_shape
         self.pad_shape = tuple(next_fast_len(n + int(np.ceil(max_shift * n)) + 1, real=True) for n in (h, w))
-        fixed_features = level.fixed - level.fixed.mean((2, 3), keepdim=True)
-        self.fixed_norm = fixed_features.flatten(1).norm()
-        self.fixed_spectrum = torch.fft.rfft2(fixed_features, s=self.pad_shape)
+        fixed = level.fixed if masked else level.fixed - level.fixed.mean((2, 3), keepdim=True)
+        self.channels, self.fixed_pixels = fixed.shape[1], h * w
+        self.fixed_spectrum = self._spectrum(fixed)                                  # (1, C, ...)
+        if masked:
+            self.fixed_sum_spectrum = self.fixed_spectrum.sum(1)                     # of Σ_c F_c
+            self.fixed_squares_spectrum = self._spectrum((fixed * fixed).sum(1))    # of Σ_c F_c²
+            self.fixed_domain_spectrum = self._spectrum(torch.ones_like(fixed[:, 0]))
+        else:
+            self.fixed_norm = fixed.flatten(1).norm()
         dy = torch.arange(self.pad_shape[0])
         dx = torch.arange(self.pad_shape[1])
         dy = torch.where(dy > self.pad_shape[0] // 2, dy - self.pad_shape[0], dy)
@@ -70,18 +85,46 @@ class _Scorer:
         self.allowed = (self.shift_y.abs() <= max_shift * h) & (self.shift_x.abs() <= max_shift * w)
         self.factor = level.f_to_small[0, 0]
 
+    def _spectrum(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.fft.rfft2(images, s=self.pad_shape)
+
+    def _correlation(self, spectrum: torch.Tensor) -> torch.Tensor:
+        return torch.fft.irfft2(spectrum, s=self.pad_shape)
+
+    def _plain(self, sampled: torch.Tensor) -> torch.Tensor:
+        warped = sampled - sampled.mean((2, 3), keepdim=True)
+        norms = warped.flatten(1).norm(dim=1) * self.fixed_norm
+        cross = self._correlation((self.fixed_spectrum * self._spectrum(warped).conj()).sum(1))
+        return torch.where(self.allowed, cross, -torch.inf) / norms.clamp_min(1e-12).view(-1, 1, 1)
+
+    def _masked(self, sampled: torch.Tensor, thetas: torch.Tensor) -> torch.Tensor:
+        domain = inside(sampled)[:, 0]
+        warped = sampled[:, :-1] * domain[:, None]
+        warped_spectrum = self._spectrum(warped).conj()                              # (B, C, ...)
+        domain_spectrum = self._spectrum(domain).conj()
+        overlap = self._correlation(self.fixed_domain_spectrum * domain_spectrum)                # pixels
+        fixed_sum = self._correlation(self.fixed_sum_spectrum * domain_spectrum)
+        fixed_squares = self._correlation(self.fixed_squares_spectrum * domain_spectrum)
+        warped_sum = self._correlation(self.fixed_domain_spectrum * warped_spectrum.sum(1))
+        warped_squares = self._correlation(self.fixed_domain_spectrum * self._spectrum((warped * warped).sum(1)).conj())
+        cross = self._correlation((self.fixed_spectrum * warped_spectrum).sum(1))
+        counted = overlap.clamp_min(1.0) * self.channels
+        covariance = cross - fixed_sum * warped_sum / counted
+        variance = ((fixed_squares - fixed_sum ** 2 / counted).clamp_min(0)
+                    * (warped_squares - warped_sum ** 2 / counted).clamp_min(0))
+        enough = self.allowed & overlap_is_enough(overlap, thetas, self.fixed_pixels)
+        return torch.where(enough, covariance / torch.sqrt(variance + 1e-12), -torch.inf)
+
     def __call__(self, matrices: list[np.ndarray], chunk: int = 64):
         thetas = self.level.thetas(matrices)
+        moving = self.level.moving_with_domain if self.masked else self.level.moving
         scores, shifts = [], []
         for start in range(0, len(thetas), chunk):
-            warped = transforms.warp_tensor(self.level.moving, thetas[start:start + chunk], self.level.f_shape)
-            warped = warped - warped.mean((2, 3), keepdim=True)
-            norms = warped.flatten(1).norm(dim=1) * self.fixed_norm
-            cross = (self.fixed_spectrum * torch.fft.rfft2(warped, s=self.pad_shape).conj()).sum(1)
-            corr = torch.fft.irfft2(cross, s=self.pad_shape)
-            corr = torch.where(self.allowed, corr, torch.full_like(corr, -torch.inf)).flatten(1)
-            best, index = corr.max(1)
-            scores.append(best / norms.clamp_min(1e-12))
+            chunk_thetas = thetas[start:start + chunk]
+            sampled = transforms.warp_tensor(moving, chunk_thetas, self.level.f_shape)
+            at_shifts = self._masked(sampled, chunk_thetas) if self.masked else self._plain(sampled)
+            best, index = at_shifts.flatten(1).max(1)
+            scores.append(best)
             shifts.append(torch.stack([self.shift_x.flatten()[index], self.shift_y.flatten()[index]], 1))
         return torch.cat(scores).numpy(), torch.cat(shifts).numpy() / self.factor
 
@@ -109,13 +152,16 @@ class PoseSearch:
     from an FFT (starting at the tissue centres of mass), so its score is that of the best-placed
     pose. The first search tries one scale, the square root of the tissue-area ratio, at every
     ``coarse_step`` angle with and without a mirror flip at ``SEARCH_SIZE`` px, and refines the
-    ``top_k`` distinct peaks at ``fine_step``. The second look, which the pipeline takes when the
-    first poses end close or the area ratio says the sections differ in size, adds the same pixel
-    size as a second scale (a crop that cuts the tissue makes the areas say nothing), refines
-    ``THOROUGH_PEAKS`` peaks (half of each mirror state) and checks them at ``CHECK_SIZE`` px at
-    ±10 % scale, where interior structure, not the outline, decides. Scores computed once are
-    kept, so the second look costs only what it adds. Poses come best first, as working-resolution
-    moving → fixed matrices, and the best of the other mirror state is always among them.
+    ``top_k`` distinct peaks at ``fine_step``, with plain scores (beyond the moving image's edge is
+    background). The second look, which the pipeline takes when the first poses end close or the
+    area ratio says the sections differ in size, scores afresh with masked scores (only where both
+    images have data: tissue that fills a frame ends at the edge, it does not turn into
+    background) on a grid where the fixed image has ``SEARCH_SIZE`` px even when it is a small
+    crop, at the area ratio's scale and at ``SECOND_LOOK_SCALES``, refines ``THOROUGH_PEAKS`` peaks
+    (half of each mirror state) and checks them at ``CHECK_SIZE`` px at ``CHECK_SCALES`` around
+    their scale, where interior structure, not the outline, decides. Scores computed once are
+    kept. Poses come best first, as working-resolution moving → fixed matrices, and the best of
+    the other mirror state is always among them.
     """
 
     def __init__(self, pyramid: StructurePyramid, *, search_mirror: bool = True, coarse_step: float = 6.0,
@@ -125,8 +171,17 @@ class PoseSearch:
         self.flips = (False, True) if search_mirror else (False,)
         self.area_scale = float(np.sqrt(max(fixed.mask.sum(), 1) / max(moving.mask.sum(), 1)))
         self.centres = centre_of_mass(moving.mask), centre_of_mass(fixed.mask)
-        self._scorers: dict[int, _Scorer] = {}
-        self._coarse: dict[float, list[Pose]] = {}
+        self._scorers: dict[tuple[int, bool], _Scorer] = {}
+        self._coarse: dict[tuple[float, bool], list[Pose]] = {}
+
+    def _fixed_at(self, size: int) -> int:
+        """The pyramid level at which the fixed image's long side is ``size`` px (at most the working size).
+
+        Poses are scored on the fixed image's grid: the second look would otherwise score a fixed
+        image much smaller than the moving one (a crop) on a few dozen pixels.
+        """
+        longest = max(max(self.pyramid.moving.image.shape), max(self.pyramid.fixed.image.shape))
+        return min(longest, round(size * longest / max(self.pyramid.fixed.image.shape)))
 
     @property
     def sizes_differ(self) -> bool:
@@ -134,25 +189,27 @@ class PoseSearch:
         return abs(np.log(self.area_scale)) > np.log(SIZES_DIFFER)
 
     @torch.inference_mode()
-    def _evaluate(self, size: int, candidates) -> list[Pose]:
-        if size not in self._scorers:
-            self._scorers[size] = _Scorer(self.pyramid.level(size))
+    def _evaluate(self, size: int, candidates, masked: bool) -> list[Pose]:
+        if (size, masked) not in self._scorers:
+            self._scorers[size, masked] = _Scorer(self.pyramid.level(self._fixed_at(size) if masked else size), masked)
         angles, flipped, scale = np.array(candidates, float).T
         matrices = pose_matrices(angles, flipped, scale, *self.centres)
-        scores, shifts = self._scorers[size](matrices)
+        scores, shifts = self._scorers[size, masked](matrices)
         matrices[:, :2, 2] += shifts
         return [Pose(float(a % 360.0), bool(fl), float(s), m, float(sc))
                 for a, fl, s, m, sc in zip(angles, flipped, scores, matrices, scale)]
 
-    def _coarse_poses(self, scale: float) -> list[Pose]:
-        if scale not in self._coarse:
-            self._coarse[scale] = self._evaluate(SEARCH_SIZE, [(a, fl, scale) for fl in self.flips
-                                                               for a in np.arange(0.0, 360.0, self.coarse_step)])
-        return self._coarse[scale]
+    def _coarse_poses(self, scale: float, masked: bool) -> list[Pose]:
+        if (scale, masked) not in self._coarse:
+            self._coarse[scale, masked] = self._evaluate(
+                SEARCH_SIZE, [(a, fl, scale) for fl in self.flips for a in np.arange(0.0, 360.0, self.coarse_step)],
+                masked)
+        return self._coarse[scale, masked]
 
-    def _refined(self, peaks: list[Pose]) -> list[Pose]:
+    def _refined(self, peaks: list[Pose], masked: bool) -> list[Pose]:
         offsets = np.arange(-self.coarse_step, self.coarse_step + self.fine_step / 2, self.fine_step)
-        return self._evaluate(SEARCH_SIZE, [(p.angle_deg + d, p.flipped, p.scale) for p in peaks for d in offsets])
+        return self._evaluate(SEARCH_SIZE, [(p.angle_deg + d, p.flipped, p.scale) for p in peaks for d in offsets],
+                              masked)
 
     def _kept(self, poses: list[Pose], coarse: list[Pose], top_k: int) -> list[Pose]:
         kept = _distinct(poses, top_k, 3 * self.coarse_step)
@@ -163,17 +220,19 @@ class PoseSearch:
         return kept
 
     def first(self, top_k: int = 4) -> list[Pose]:
-        coarse = self._coarse_poses(self.area_scale)
-        return self._kept(self._refined(_distinct(coarse, top_k, 3 * self.coarse_step)), coarse, top_k)
+        coarse = self._coarse_poses(self.area_scale, masked=False)
+        return self._kept(self._refined(_distinct(coarse, top_k, 3 * self.coarse_step), masked=False), coarse, top_k)
 
     def second_look(self, top_k: int = 4) -> list[Pose]:
-        coarse = self._coarse_poses(self.area_scale) + (self._coarse_poses(1.0) if self.sizes_differ else [])
+        scales = [self.area_scale] + [s for s in SECOND_LOOK_SCALES
+                                      if abs(np.log(s / self.area_scale)) > np.log(SIZES_DIFFER)]
+        coarse = sum((self._coarse_poses(scale, True) for scale in scales), [])
         separation = 3 * self.coarse_step
         peaks = sum((_distinct([p for p in coarse if p.flipped == fl], THOROUGH_PEAKS // len(self.flips), separation)
                      for fl in self.flips), [])
         checked = self._evaluate(CHECK_SIZE, [(p.angle_deg, p.flipped, p.scale * f)
-                                              for p in _distinct(self._refined(peaks), THOROUGH_PEAKS, separation)
-                                              for f in CHECK_SCALES])
+                                              for p in _distinct(self._refined(peaks, True), THOROUGH_PEAKS, separation)
+                                              for f in CHECK_SCALES], True)
         return self._kept(checked, coarse, top_k)
 
 

@@ -10,22 +10,23 @@ import torch.nn.functional as F
 def ncc(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1e-8) -> torch.Tensor:
     """Global normalised cross-correlation of ``(N, C, H, W)`` tensors, one value per batch item.
 
-    ``weight`` (broadcastable to ``a``) restricts and weighs the pixels taken into account.
+    ``weight`` (broadcastable to ``a``) restricts and weighs the pixels taken into account; ``b``
+    may be one image for the whole batch. Raw weighted moments, centred afterwards: a third of
+    the passes over the pixels of centring them first.
     """
-    if weight is None:
-        weight = torch.ones_like(a[:1])
-    weight = weight.expand_as(a)
     dims = tuple(range(1, a.ndim))
-    total = weight.sum(dims).clamp_min(eps)
-    mean_a = (weight * a).sum(dims) / total
-    mean_b = (weight * b).sum(dims) / total
-    shape = (-1,) + (1,) * (a.ndim - 1)
-    da = a - mean_a.view(shape)
-    db = b - mean_b.view(shape)
-    cov = (weight * da * db).sum(dims)
-    var_a = (weight * da * da).sum(dims)
-    var_b = (weight * db * db).sum(dims)
-    return cov / torch.sqrt(var_a * var_b + eps)
+    if weight is None:
+        weight = torch.ones_like(a[:1, :1])
+    total = weight.expand_as(a).sum(dims).clamp_min(eps)
+    weighted_a, weighted_b = a * weight, b * weight
+    sum_a, sum_b = weighted_a.sum(dims), weighted_b.sum(dims)
+    squares_a, squares_b = (weighted_a * a).sum(dims), (weighted_b * b).sum(dims)
+    cov = (weighted_a * b).sum(dims) - sum_a * sum_b / total
+    var_a = squares_a - sum_a * sum_a / total
+    var_b = squares_b - sum_b * sum_b / total
+    # a variance within rounding of the raw moment is none: a flat image correlates with nothing
+    flat = (var_a <= 1e-5 * squares_a) | (var_b <= 1e-5 * squares_b)
+    return torch.where(flat, torch.zeros_like(cov), cov / torch.sqrt((var_a * var_b).clamp_min(0) + eps))
 
 
 @functools.lru_cache(maxsize=32)

@@ -5,14 +5,15 @@ fit better than the right pose of another), so the verdict compares the result w
 poses tried on the *same* pair: a right pose beats every genuinely different pose clearly, while
 on a near-symmetric section several poses, often a pose and its mirror image, end almost level.
 The margin comes from the pipeline's final, where close rivals are refined side by side up to
-192 px, or, when the race had no close rival, from the race's clear lead. A second, weaker signal
-catches a right pose that cannot be placed precisely: sections that share almost no structure at
-the result (a very low final NCC). ``confidence`` maps each signal to 0–1 with a logistic curve
-and takes the smaller. The constants were chosen on development cases of the hard benchmark only
-(``benchmarks/make_hard_cases.py --part dev``, and ``--seed 3003`` for more): there the wrong
-poses led by 0.005–0.033, and 2 of 161 right results by less than 0.04 (0.011, 0.023); one right
-result had NCC 0.19, the others ≥ 0.30, the two imprecise ones with the right pose 0.16 and 0.18:
-the NCC signal, at a round 0.2, only speaks for sections that share almost nothing.
+192 px, or, when the race had no close rival, from the race's clear lead; both count only the
+pixels where the moving image has data. A second, weaker signal catches a right pose that cannot
+be placed precisely: sections that share almost no structure at the result (a low final NCC over
+the whole fixed image). ``confidence`` maps each signal to 0–1 with a logistic curve and takes
+the smaller. The constants were chosen on development cases of the hard benchmark only
+(``benchmarks/make_hard_cases.py --part dev``, and ``--seed 3003`` and ``--seed 4004`` for more):
+there, across the variants tried while building this release, the wrong poses (6 cases) led by
+0.005–0.036, and 4 of 245 right results of this release by less than 0.04 (0.025–0.039); the
+imprecise ones with the right pose share little structure (NCC 0.17–0.26) or none of it shows.
 """
 from __future__ import annotations
 
