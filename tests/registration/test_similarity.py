@@ -1,9 +1,39 @@
-"""The Gaussian smoothing every similarity measure uses equals a zero-padded separable convolution."""
+"""The similarity measures: NCC over the pixels both images have, and the Gaussian smoothing they use."""
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_histoaffine.registration.similarity import smooth
+from napari_histoaffine import transforms
+from napari_histoaffine.registration.features import FeatureLevel
+from napari_histoaffine.registration.preprocess import prepare_pair
+from napari_histoaffine.registration.similarity import ncc, smooth
+
+
+def test_weighted_ncc_is_the_correlation_of_the_pixels_weighed_in():
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.rand(3, 2, 20, 30, generator=generator), torch.rand(1, 2, 20, 30, generator=generator)
+    weight = (torch.rand(3, 1, 20, 30, generator=generator) > 0.3).float()
+    for item in range(3):
+        kept = weight[item].expand(2, -1, -1).bool()
+        expected = np.corrcoef(a[item][kept].numpy(), b[0][kept].numpy())[0, 1]
+        assert ncc(a, b, weight)[item].item() == pytest.approx(expected, abs=1e-5)
+    assert ncc(a, b).shape == (3,)
+
+
+def test_a_flat_image_correlates_with_nothing():
+    flat, textured = torch.full((1, 2, 20, 30), 0.7), torch.rand(1, 2, 20, 30)
+    assert ncc(flat, textured).item() == 0.0 and ncc(textured, flat).item() == 0.0
+
+
+def test_a_pose_that_overlaps_a_few_pixels_is_no_fit(ihc_at):
+    """Over a handful of pixels anything correlates: poses that overlap too little score -1, not a chance 0.99."""
+    image = ihc_at(0.3)
+    level = FeatureLevel(*prepare_pair(image, image), 96)
+    shrunk = transforms.compose(transforms.scaling(0.05), transforms.translation(10.0, 10.0))
+    scores = level.similarity(level.thetas([transforms.identity(), shrunk]))
+    assert scores[0].item() == pytest.approx(1.0, abs=1e-4)
+    assert scores[1].item() == -1.0
 
 
 def _reference_blur(images, sigma):
