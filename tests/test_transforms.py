@@ -109,6 +109,7 @@ def test_stacked_matrices_give_stacked_thetas():
     assert thetas.shape == (3, 2, 3)
     for matrix, theta in zip(matrices, thetas):
         np.testing.assert_allclose(theta, transforms.to_theta(matrix, (50, 60), (40, 70)), atol=1e-12)
+    np.testing.assert_allclose(transforms.from_theta(thetas, (50, 60), (40, 70)), matrices, atol=1e-9)
 
 
 

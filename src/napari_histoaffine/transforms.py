@@ -195,9 +195,14 @@ def to_theta(matrix: np.ndarray, moving_shape, fixed_shape) -> np.ndarray:
 
 
 def from_theta(theta, moving_shape, fixed_shape) -> np.ndarray:
-    """Inverse of :func:`to_theta`: registration matrix (moving → fixed pixels) from a 2×3 theta."""
-    t = np.vstack([np.asarray(theta, float).reshape(2, 3), [0.0, 0.0, 1.0]])
-    return invert(compose(pixel_to_normalized(fixed_shape), t, invert(pixel_to_normalized(moving_shape))))
+    """Inverse of :func:`to_theta`: registration matrix (moving → fixed pixels) from a 2×3 theta.
+
+    A stack of thetas ``(N, 2, 3)`` gives a stack of matrices ``(N, 3, 3)``.
+    """
+    theta = np.asarray(theta, float)
+    square = np.zeros(theta.shape[:-2] + (3, 3)) if theta.ndim > 2 else np.zeros((3, 3))
+    square[..., :2, :], square[..., 2, 2] = theta.reshape(square[..., :2, :].shape), 1.0
+    return invert(compose(pixel_to_normalized(fixed_shape), square, invert(pixel_to_normalized(moving_shape))))
 
 
 _BASE_GRIDS: dict = {}

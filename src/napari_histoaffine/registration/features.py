@@ -42,22 +42,14 @@ def downsample_pair(moving: np.ndarray, fixed: np.ndarray, long_side: int):
     return moving_small, moving_to_small, fixed_small, fixed_to_small
 
 
-def _grids(moving_to_small: np.ndarray, moving_shape, fixed_to_small: np.ndarray, fixed_shape):
-    """Working moving pixels → moving ``grid_sample`` coordinates, and fixed ``grid_sample`` coordinates → working
-    fixed pixels: with them a theta is ``compose(from_fixed, invert(matrix), to_moving)``."""
-    to_moving = transforms.compose(moving_to_small, transforms.pixel_to_normalized(moving_shape))
-    from_fixed = transforms.invert(transforms.compose(fixed_to_small, transforms.pixel_to_normalized(fixed_shape)))
-    return to_moving, from_fixed
-
-
 def small_theta(matrix: np.ndarray, moving_to_small: np.ndarray, moving_shape, fixed_to_small: np.ndarray,
                 fixed_shape) -> np.ndarray:
     """Theta, between the downsampled grids of :func:`downsample_pair`, of a working moving → fixed matrix.
 
     A stack of matrices gives a stack of thetas.
     """
-    to_moving, from_fixed = _grids(moving_to_small, moving_shape, fixed_to_small, fixed_shape)
-    return transforms.compose(from_fixed, transforms.invert(matrix), to_moving)[..., :2, :]
+    small = transforms.compose(transforms.invert(moving_to_small), matrix, fixed_to_small)
+    return transforms.to_theta(small, moving_shape, fixed_shape)
 
 
 def structure_features(image: torch.Tensor) -> torch.Tensor:
@@ -103,18 +95,16 @@ class FeatureLevel:
         self.fixed = structure_features(f_small)
         self.moving_with_domain = with_domain(self.moving)
         self.m_shape, self.f_shape = m_small.shape[-2:], f_small.shape[-2:]
-        self._to_moving, self._from_fixed = _grids(self.m_to_small, self.m_shape, self.f_to_small, self.f_shape)
 
     def thetas(self, matrices) -> torch.Tensor:
         """``(N, 2, 3)`` float32 thetas, on this level's grids, of working moving → fixed matrices."""
-        thetas = transforms.compose(self._from_fixed, transforms.invert(np.asarray(matrices, float)), self._to_moving)
-        return torch.from_numpy(thetas[..., :2, :]).float()
+        thetas = small_theta(np.asarray(matrices, float), self.m_to_small, self.m_shape, self.f_to_small, self.f_shape)
+        return torch.from_numpy(thetas).float()
 
     def matrices(self, thetas: torch.Tensor) -> np.ndarray:
         """``(N, 3, 3)`` working moving → fixed matrices of ``(N, 2, 3)`` thetas on this level's grids."""
-        square = np.zeros((len(thetas), 3, 3))
-        square[:, :2], square[:, 2, 2] = thetas.numpy(), 1.0
-        return transforms.compose(self._to_moving, transforms.invert(square), self._from_fixed)
+        small = transforms.from_theta(thetas.numpy(), self.m_shape, self.f_shape)
+        return transforms.compose(self.m_to_small, small, transforms.invert(self.f_to_small))
 
     def similarity(self, theta: torch.Tensor, masked: bool = True) -> torch.Tensor:
         """Structure NCC of the pair under each of a batch of thetas.
