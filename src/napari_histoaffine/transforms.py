@@ -212,7 +212,7 @@ def warp_tensor(images: torch.Tensor, theta: torch.Tensor, output_hw, stride: in
     """Batched bilinear warp of ``(N, C, H, W)`` images by ``(N, 2, 3)`` thetas onto ``output_hw``; zeros outside.
 
     Equal to ``grid_sample(images, affine_grid(theta, ...))`` with ``align_corners=False``, but the
-    sampling grid is one batched matrix product of a cached homogeneous base grid with the thetas,
+    sampling grid is one matrix product of a cached homogeneous base grid with all the thetas,
     several times faster than ``affine_grid`` (or elementwise products) on the CPU and differentiable
     in ``theta`` alike. ``stride`` samples only every stride-th row and column of the output grid.
     """
@@ -226,9 +226,13 @@ def warp_tensor(images: torch.Tensor, theta: torch.Tensor, output_hw, stride: in
             ys = (2.0 * torch.arange(0, h, stride, dtype=torch.float32) + 1.0) / h - 1.0
             xs = (2.0 * torch.arange(0, w, stride, dtype=torch.float32) + 1.0) / w - 1.0
             gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-            base = _BASE_GRIDS.setdefault((h, w, stride), torch.stack([gx, gy, torch.ones_like(gx)], -1)[None])
-    grid = torch.matmul(base.to(images.dtype).flatten(1, 2), theta.to(images.dtype).transpose(1, 2))
-    grid = grid.view(theta.shape[0], base.shape[1], base.shape[2], 2)
+            base = _BASE_GRIDS.setdefault((h, w, stride), torch.stack([gx, gy, torch.ones_like(gx)], -1))
+    # every theta at once as the columns of one (3, 2N) matrix: one plain matrix product (a broadcast
+    # batched product copies the base grid N times first and is several times slower)
+    n, rows, cols = theta.shape[0], base.shape[0], base.shape[1]
+    columns = theta.to(images.dtype).permute(2, 0, 1).reshape(3, 2 * n)
+    grid = (base.to(images.dtype).view(rows * cols, 3) @ columns).view(rows * cols, n, 2).transpose(0, 1)
+    grid = grid.reshape(n, rows, cols, 2)
     if images.shape[0] == 1 and theta.shape[0] > 1:
         images = images.expand(theta.shape[0], -1, -1, -1)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
