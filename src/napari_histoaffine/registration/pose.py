@@ -207,9 +207,11 @@ class PoseSearch:
         return self._coarse[scale, masked]
 
     def _refined(self, peaks: list[Pose], masked: bool) -> list[Pose]:
-        offsets = np.arange(-self.coarse_step, self.coarse_step + self.fine_step / 2, self.fine_step)
-        return self._evaluate(SEARCH_SIZE, [(p.angle_deg + d, p.flipped, p.scale) for p in peaks for d in offsets],
-                              masked)
+        """The peaks and the angles between them and their coarse neighbours (those were scored already)."""
+        offsets = [sign * d for d in np.arange(self.fine_step, self.coarse_step - self.fine_step / 2, self.fine_step)
+                   for sign in (-1, 1)]
+        return peaks + self._evaluate(SEARCH_SIZE, [(p.angle_deg + d, p.flipped, p.scale) for p in peaks
+                                                    for d in offsets], masked)
 
     def _kept(self, poses: list[Pose], coarse: list[Pose], top_k: int) -> list[Pose]:
         kept = _distinct(poses, top_k, 3 * self.coarse_step)
