@@ -4,9 +4,8 @@ Preprocess → pose search (ranked rotation/mirror candidates) → the network c
 that fits best → all candidates (that one corrected) race for a few refinement steps at a coarse
 scale; a close race, or a doubtful scale guess, makes the pose search take a second, thorough
 look whose new poses join the race → the leader, with its close rivals, goes on into a final at
-finer scales, whose winner, stretched by ±5 % along each axis, is refined once more at the finest
-scale: the best of the winner and its stretches is the result → the verdict compares it with the
-different poses tried.
+finer scales, whose winner, and the same stretched by ±5 % along each axis, race once more at the
+finest scale: the best is the result → the verdict compares it with the different poses tried.
 ``refine=False`` is the paper's method. Every stage shares one
 :class:`~napari_histoaffine.registration.features.StructurePyramid`, so no feature level is computed twice.
 
