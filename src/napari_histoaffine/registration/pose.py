@@ -27,6 +27,17 @@ CHECK_SCALES = (0.84, 0.92, 1.0, 1 / 0.92, 1 / 0.84)  # around each peak's scale
 THOROUGH_PEAKS = 8
 
 
+def fft_length(n: int) -> int:
+    """The smallest length ≥ ``n`` of the form 2^a or 3 · 2^a.
+
+    The scores' real FFTs are padded to these lengths along their last axis: there the CPU's FFT is
+    up to twice as fast as at other 5-smooth lengths of about the same size (45, 50 or 54 against
+    48 or 64); along the other axis the length matters far less.
+    """
+    power = 1 << max(0, (n - 1).bit_length() - 2)
+    return next(length for length in (2 * power, 3 * power, 4 * power) if length >= n)
+
+
 def centre_of_mass(mask: np.ndarray) -> np.ndarray:
     """``(x, y)`` centre of a mask."""
     total = np.count_nonzero(mask)
@@ -67,7 +78,8 @@ class _Scorer:
     def __init__(self, level: FeatureLevel, masked: bool, max_shift: float = 0.25):
         self.level, self.masked = level, masked
         h, w = level.f_shape
-        self.pad_shape = tuple(next_fast_len(n + int(np.ceil(max_shift * n)) + 1, real=True) for n in (h, w))
+        rows, cols = (n + int(np.ceil(max_shift * n)) + 1 for n in (h, w))
+        self.pad_shape = (next_fast_len(rows), fft_length(cols))
         fixed = level.fixed if masked else level.fixed - level.fixed.mean((2, 3), keepdim=True)
         self.channels, self.fixed_pixels = fixed.shape[1], h * w
         self.fixed_spectrum = self._spectrum(fixed)                                  # (1, C, ...)
