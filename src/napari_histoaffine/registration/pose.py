@@ -95,7 +95,6 @@ class _Scorer:
         dx = torch.where(dx > self.pad_shape[1] // 2, dx - self.pad_shape[1], dx)
         self.shift_y, self.shift_x = torch.meshgrid(dy, dx, indexing="ij")
         self.allowed = (self.shift_y.abs() <= max_shift * h) & (self.shift_x.abs() <= max_shift * w)
-        self.outside = ~self.allowed
         self.factor = level.f_to_small[0, 0]
 
     def _spectrum(self, images: torch.Tensor) -> torch.Tensor:
@@ -108,7 +107,7 @@ class _Scorer:
         warped = sampled - sampled.mean((2, 3), keepdim=True)
         norms = warped.flatten(1).norm(dim=1) * self.fixed_norm
         cross = self._correlation((self.fixed_spectrum * self._spectrum(warped).conj()).sum(1))
-        return cross.masked_fill_(self.outside, -torch.inf).div_(norms.clamp_min(1e-12).view(-1, 1, 1))
+        return cross.masked_fill_(~self.allowed, -torch.inf).div_(norms.clamp_min(1e-12).view(-1, 1, 1))
 
     def _masked(self, sampled: torch.Tensor, thetas: torch.Tensor) -> torch.Tensor:
         domain = inside(sampled)[:, 0]
