@@ -34,8 +34,9 @@ def fft_length(n: int) -> int:
     up to twice as fast as at other 5-smooth lengths of about the same size (45, 50 or 54 against
     48 or 64); along the other axis the length matters far less.
     """
-    power = 1 << max(0, (n - 1).bit_length() - 2)
-    return next(length for length in (2 * power, 3 * power, 4 * power) if length >= n)
+    power_of_two = 1 << (n - 1).bit_length()                        # the smallest ≥ n
+    three_quarters = 3 * power_of_two // 4
+    return three_quarters if power_of_two >= 4 and three_quarters >= n else power_of_two
 
 
 def centre_of_mass(mask: np.ndarray) -> np.ndarray:
