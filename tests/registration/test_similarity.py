@@ -49,8 +49,9 @@ def _reference_blur(images, sigma):
 
 @pytest.mark.parametrize("shape", [(2, 3, 17, 25), (1, 1, 200, 150), (1, 2, 90, 300)])  # either side of the band limit
 @pytest.mark.parametrize("sigma", [0.5, 1.0, 4.0])
-def test_smooth_is_a_zero_padded_gaussian(shape, sigma):
-    images = torch.rand(*shape)
+@pytest.mark.parametrize("differentiated", [False, True])  # OpenCV's filter, and the torch blur autograd can follow
+def test_smooth_is_a_zero_padded_gaussian(shape, sigma, differentiated):
+    images = torch.rand(*shape).requires_grad_(differentiated)
     assert torch.allclose(smooth(images, sigma), _reference_blur(images, sigma), atol=1e-5)
 
 
