@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 
 from .. import transforms
 from ..errors import InputError
@@ -129,6 +128,20 @@ def _morphology(mask: np.ndarray, first, then, outside: int) -> np.ndarray:
     return then(first(mask, _SQUARE, **border), _SQUARE, **border)
 
 
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with every region of background that does not touch the border turned to tissue.
+
+    The same as ``scipy.ndimage.binary_fill_holes`` (4-connected background), by one OpenCV flood
+    fill from outside the image: a tenth of the time.
+    """
+    rows, cols = mask.shape
+    padded = np.zeros((rows + 2, cols + 2), np.uint8)  # a background frame joins all the border's background
+    padded[1:-1, 1:-1] = mask
+    reached = np.zeros((rows + 4, cols + 4), np.uint8)
+    cv2.floodFill(padded, reached, (0, 0), 1, flags=4 | cv2.FLOODFILL_MASK_ONLY | (1 << 8))
+    return reached[2:-2, 2:-2] == 0
+
+
 def tissue_mask(gray: np.ndarray, mask_size: int = 128) -> np.ndarray:
     """Tissue vs background: threshold of the smoothed Laplacian magnitude, closed, filled and cleaned.
 
@@ -145,16 +158,14 @@ def tissue_mask(gray: np.ndarray, mask_size: int = 128) -> np.ndarray:
     mask = (response > threshold).astype(np.uint8)
     # closing (outside counts as tissue, so sections cut by the border close) and opening with a 5 × 5 square
     mask = _morphology(mask, cv2.dilate, cv2.erode, outside=1)
-    mask = _morphology(ndimage.binary_fill_holes(mask).astype(np.uint8), cv2.erode, cv2.dilate, outside=0)
+    mask = _morphology(fill_holes(mask).astype(np.uint8), cv2.erode, cv2.dilate, outside=0)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
     if count > 2:  # background and more than one piece: small crumbs go
         sizes = stats[1:, cv2.CC_STAT_AREA]
         mask = np.isin(labels, 1 + np.flatnonzero(sizes >= 0.05 * sizes.max()))
     if mask.sum() < 0.01 * mask.size:
         mask = np.ones_like(mask)
-    up = F.interpolate(torch.from_numpy(mask.astype(np.float32))[None, None], size=gray.shape, mode="bilinear",
-                       align_corners=False)
-    return up[0, 0].numpy() > 0.5
+    return cv2.resize(mask.astype(np.float32), gray.shape[::-1], interpolation=cv2.INTER_LINEAR) > 0.5
 
 
 def normalize_tissue(inverted: np.ndarray, mask: np.ndarray) -> np.ndarray:
