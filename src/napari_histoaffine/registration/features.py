@@ -15,6 +15,9 @@ from .similarity import gradient_magnitude, ncc, smooth
 
 MIN_OVERLAP = 0.5  # of the smaller image: less is no placement of one section on the other
 MIN_COVER = 0.02   # of the fixed image
+# most values one batch of warped images may hold: a larger batch is fresh memory for every call
+# (page faults) and no longer fits the CPU's cache, and took twice the time per pose
+BATCH_VALUES = 1 << 18
 
 
 def _to_tensor(array: np.ndarray) -> torch.Tensor:
@@ -114,12 +117,15 @@ class FeatureLevel:
         beyond the moving image's edge, so it also says how much of the fixed image the moving
         one explains.
         """
+        pixels = self.f_shape[0] * self.f_shape[1]
+        batch = max(1, BATCH_VALUES // (self.moving_with_domain.shape[1] * pixels))
+        if len(theta) > batch:
+            return torch.cat([self.similarity(part, masked) for part in theta.split(batch)])
         if not masked:
-            warped = transforms.warp_tensor(self.moving, theta, self.f_shape)
-            return ncc(warped, self.fixed)
+            return ncc(transforms.warp_tensor(self.moving, theta, self.f_shape), self.fixed)
         warped = transforms.warp_tensor(self.moving_with_domain, theta, self.f_shape)
         weight = inside(warped)
-        enough = overlap_is_enough(weight.sum((1, 2, 3)), theta, self.f_shape[0] * self.f_shape[1])
+        enough = overlap_is_enough(weight.sum((1, 2, 3)), theta, pixels)
         return torch.where(enough, ncc(warped[:, :-1], self.fixed, weight), -1.0)
 
 
