@@ -7,7 +7,8 @@ from napari_histoaffine import transforms
 from napari_histoaffine.errors import InputError
 from napari_histoaffine.evaluation.metrics import image_diagonal, landmark_stats
 from napari_histoaffine.registration.options import RegistrationOptions
-from napari_histoaffine.registration.pipeline import register
+from napari_histoaffine.registration.pipeline import _tissue_overlap, register
+from napari_histoaffine.registration.preprocess import prepare_pair
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +112,17 @@ def test_refine_from_a_pose_set_by_hand_returns_to_the_registered_pose():
     assert "network" not in again.stages and not again.verdict.flagged
     with pytest.raises(InputError, match="not both"):
         register(pair.moving, pair.fixed, start=nudged, candidate=0)
+
+
+def test_tissue_overlap_is_the_dice_overlap_of_the_sections(ihc):
+    rows, cols = np.indices((240, 320))
+    disc = np.hypot(rows - 120, cols - 160) < 60
+    section = np.full((240, 320, 3), 255, np.uint8)
+    section[disc] = ihc[rows[disc] - 60, cols[disc] - 100]
+    moving, fixed = prepare_pair(section, section)
+    assert _tissue_overlap(moving, fixed, transforms.identity()) == pytest.approx(1.0)
+    shifted = np.zeros_like(fixed.mask)
+    shifted[:, 40:] = moving.mask[:, :-40]                    # the section moved 40 px to the right
+    expected = 2 * np.count_nonzero(shifted & fixed.mask) / (2 * np.count_nonzero(fixed.mask))
+    assert 0.2 < expected < 0.8
+    assert _tissue_overlap(moving, fixed, transforms.translation(40.0, 0.0)) == pytest.approx(expected, abs=1e-6)

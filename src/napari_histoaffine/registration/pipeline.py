@@ -82,17 +82,12 @@ def _network_start(model: AffineNet, moving: PreparedImage, fixed: PreparedImage
     return matrix
 
 
-def _tissue_overlap(moving: PreparedImage, fixed: PreparedImage, matrix: np.ndarray, long_side: int = 96) -> float:
-    """Dice overlap of the fixed tissue mask and the warped moving tissue mask (at ``long_side`` pixels)."""
-    moving_small, m_to_small, fixed_small, f_to_small = downsample_pair(
-        moving.mask.astype(np.float32), fixed.mask.astype(np.float32), long_side)
-    theta = small_theta(matrix, m_to_small, moving_small.shape[-2:], f_to_small, fixed_small.shape[-2:])
-    with torch.inference_mode():
-        warped = transforms.warp_tensor(moving_small, torch.from_numpy(theta).float()[None], fixed_small.shape[-2:])
-    warped = warped > 0.5
-    fixed_mask = fixed_small > 0.5
-    total = int(warped.sum() + fixed_mask.sum())
-    return float(2.0 * (warped & fixed_mask).sum() / total) if total else 0.0
+def _tissue_overlap(moving: PreparedImage, fixed: PreparedImage, matrix: np.ndarray) -> float:
+    """Dice overlap of the fixed tissue mask and the warped moving tissue mask (at the working size)."""
+    moving_mask = np.where(moving.mask, np.uint8(255), np.uint8(0))
+    warped = transforms.sample_bilinear(moving_mask, transforms.invert(matrix), fixed.mask.shape, dtype=np.uint8) >= 128
+    total = int(np.count_nonzero(warped)) + int(np.count_nonzero(fixed.mask))
+    return float(2.0 * np.count_nonzero(warped & fixed.mask) / total) if total else 0.0
 
 
 def _second_look(search: PoseSearch, poses: list[Pose], top_k: int) -> list[Pose]:
