@@ -1,7 +1,7 @@
 """Forward-pass timing of the shipped AffineNet on CPU (median of 20 after warm-up).
 
-The first size is the default working size (224 px long side, 4:3); the others show how the time
-grows with the patch grid. Usage: python benchmarks/bench_network.py [--threads 1] [--repeats 20]
+The first size is the size the network works at (its input long side, 4:3); the others, two and
+three times that, show how the time grows with the patch grid. Usage: python benchmarks/bench_network.py [--threads 1] [--repeats 20]
 """
 import argparse
 import statistics
@@ -11,8 +11,6 @@ import torch
 
 from napari_histoaffine.registration.network import AffineNet, count_parameters
 from napari_histoaffine.registration.weights import load_default_model
-
-SIZES = [(224, 168), (448, 336), (672, 512)]  # (width, height)
 
 
 def main():
@@ -27,8 +25,8 @@ def main():
     print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, parameters={count_parameters(model):,}")
     print("| working size (W×H) | patch grid | median forward [ms] | min [ms] |")
     print("|---|---|---|---|")
-    ps = model.config.patch_size
-    for w, h in SIZES:
+    ps, side = model.config.patch_size, model.config.input_long_side
+    for w, h in [(k * side, k * side * 3 // 4) for k in (1, 2, 3)]:
         moving, fixed = torch.rand(1, 1, h, w), torch.rand(1, 1, h, w)
         times = []
         with torch.inference_mode():

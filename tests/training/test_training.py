@@ -189,9 +189,15 @@ def test_resume_continues_from_the_saved_step(tmp_path):
 
 def test_fine_tune_a_given_model_and_cli(tmp_path, capsys):
     assert main(["train", "--ihc", "--no-crops", "--steps", "2", "--accumulation", "1", "--working-size", "96",
-                 "--width", "8", "--validate-every", "1", "--out", str(tmp_path), "--quiet"]) == 0
+                 "--width", "8", "--patch-size", "96", "--validate-every", "1", "--out", str(tmp_path), "--quiet"]) == 0
     meta = read_model_metadata(tmp_path / "model.safetensors")
-    assert meta["config"]["width"] == 8 and meta["extra"]["training"]["data"]["ihc"] is True
+    assert meta["config"]["width"] == 8 and meta["config"]["patch_size"] == 96
+    assert meta["extra"]["training"]["data"]["ihc"] is True
+    # a network to start from trains at the size it works at, unless told otherwise
+    assert main(["train", "--init", str(tmp_path / "last.safetensors"), "--ihc", "--no-crops", "--steps", "1",
+                 "--accumulation", "1", "--validate-every", "1", "--out", str(tmp_path / "tuned"), "--quiet"]) == 0
+    tuned = read_model_metadata(tmp_path / "tuned" / "last.safetensors")
+    assert tuned["config"] == meta["config"] and tuned["extra"]["training"]["working_size"] == 96
     # continue from the stored step with more steps
     assert main(["train", "--resume", str(tmp_path / "last.safetensors"), "--steps", "3", "--quiet"]) == 0
     assert read_model_metadata(tmp_path / "last.safetensors")["extra"]["step"] == 3

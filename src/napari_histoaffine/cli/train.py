@@ -46,6 +46,9 @@ def add_train(subparsers) -> None:
     opt.add_argument("--validate-every", type=int, default=None,
                      help=f"optimizer steps between validations (default {default_value('validate_every')})")
     opt.add_argument("--width", type=int, default=None, help="network width for a new network (default: NetworkConfig)")
+    opt.add_argument("--patch-size", type=int, default=None,
+                     help="patch side in pixels for a new network (default: NetworkConfig); a working size no "
+                          "larger than it is one patch")
     opt.add_argument("--loss-weight", choices=("none", "valid", "tissue"), default=None,
                      help="NCC over the whole grid (none, the paper), where both images have pixels (valid, default) "
                           "or valid × fixed tissue mask (tissue)")
@@ -62,8 +65,11 @@ def add_train(subparsers) -> None:
     p.set_defaults(func=_run_train)
 
 
-def _config_from_args(args: argparse.Namespace):
-    """The run's TrainingConfig: a resumed run's own, with what the arguments change."""
+def _config_from_args(args: argparse.Namespace, model=None):
+    """The run's TrainingConfig: a resumed run's own, with what the arguments change.
+
+    A network to start from sets the working size (the size it works at) unless ``--working-size`` does.
+    """
     from ..registration.weights import read_model_metadata
     from ..training.config import TrainingConfig
 
@@ -73,12 +79,15 @@ def _config_from_args(args: argparse.Namespace):
         if "training" in extra:
             base = TrainingConfig.from_dict(extra["training"])
     values = base.to_dict()
+    if model is not None:
+        values["working_size"] = model.config.input_long_side
     for name in ("steps", "accumulation", "lr", "gamma", "steps_per_epoch", "working_size", "seed", "validate_every"):
         v = getattr(args, name, None)
         if v is not None:
             values[name] = v
-    if args.width is not None:
-        values["network"] = {**values.get("network", {}), "width": args.width}
+    for name in ("width", "patch_size"):
+        if getattr(args, name, None) is not None:
+            values["network"] = {**values.get("network", {}), name: getattr(args, name)}
     if args.loss_weight:
         values["loss_weight"] = args.loss_weight
     if args.out:
@@ -146,16 +155,16 @@ def _run_train(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = _config_from_args(args)
+    say = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
+    model = _start_model(args, say)
+    config = _config_from_args(args, model)
     if not config.out_dir:
         raise InputError("give --out DIR for the checkpoints and the log")
     if args.ship and not args.out:
         raise InputError("--ship needs --out")
-    say = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
     data = run_steps(training_data_steps(data_sources(config.data), config.working_size),
                      None if args.quiet else report)
     say(f"{len(data.train)} training sources, {len(data.validation)} validation pairs")
-    model = _start_model(args, say)
     steps = train_steps(config, data, model=model, resume=args.resume)
     try:
         outcome = run_steps(steps, None if args.quiet else _every_percent(config.total_steps(len(data.train))))
