@@ -293,7 +293,10 @@ class AffineNet(nn.Module):
         radius = self.config.correlation_radius
         n, _, hm, wm = x.shape
         height, width = shape
-        logits = self.match_scale * correlation + self.match_refine(x)
+        # both 3 × 3 heads in one convolution: the same sums, and a 1-channel convolution alone is slow on the CPU
+        heads = F.conv2d(x, torch.cat([self.match_refine.weight, self.confidence.weight]),
+                         torch.cat([self.match_refine.bias, self.confidence.bias]), padding=1)
+        logits = self.match_scale * correlation + heads[:, :-1]
         probability = torch.softmax(logits.flatten(2).transpose(1, 2).reshape(n, hm * wm, -1), dim=-1)
         offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device) * stride
         dy, dx = torch.meshgrid(offsets, offsets, indexing="ij")
@@ -305,7 +308,7 @@ class AffineNet(nn.Module):
         fixed_points = (2 * centres + 1) / size - 1
         moving_points = (2 * (centres + shift) + 1) / size - 1
         inside = ((centres[:, 0] < width) & (centres[:, 1] < height)).to(x.dtype)
-        weight = torch.sigmoid(self.confidence(x)).flatten(1) * inside                 # (N, M)
+        weight = torch.sigmoid(heads[:, -1:]).flatten(1) * inside                       # (N, M)
         design = torch.cat([fixed_points, torch.ones_like(fixed_points[:, :1])], dim=1)  # (M, 3)
         weighted = design.unsqueeze(0) * weight.unsqueeze(-1)                            # (N, M, 3)
         ridge = 1e-3 * weight.sum(1).view(n, 1, 1) + 1e-6

@@ -76,6 +76,11 @@ _PAIR_INDEX = torch.tensor([[0, 1, 3], [1, 2, 4], [3, 4, 5]])   # q_i q_j for q 
 _LINEAR_INDEX = torch.tensor([3, 4, 5])                           # q_i
 
 
+def _sampler(level: FeatureLevel) -> torch.Tensor:
+    """What the ECC steps warp: the moving features, their x and y derivatives, and the domain channel."""
+    return with_domain(torch.cat([level.moving, _gradients(level.moving)], dim=1))
+
+
 class _Ecc:
     """ECC updates of affine thetas on one feature level (everything that does not change between steps).
 
@@ -84,9 +89,8 @@ class _Ecc:
     ``(x, y)``: one matrix product, with no ``6 × pixels`` Jacobian ever built.
     """
 
-    def __init__(self, level: FeatureLevel, stride: int):
-        self.level, self.stride = level, stride
-        self.sampler = with_domain(torch.cat([level.moving, _gradients(level.moving)], dim=1))  # features, d/du, d/dv
+    def __init__(self, level: FeatureLevel, stride: int, sampler: torch.Tensor):
+        self.level, self.stride, self.sampler = level, stride, sampler
         self.fixed = level.fixed[..., ::stride, ::stride].flatten(2)               # (1, C, pixels)
         h, w = level.f_shape
         y, x = torch.meshgrid((2 * torch.arange(0, h, stride) + 1.0) / h - 1.0,
@@ -156,11 +160,15 @@ class Refiner:
     def __init__(self, pyramid: StructurePyramid):
         self.pyramid = pyramid
         self._eccs: dict[tuple[int, int], _Ecc] = {}
+        self._samplers: dict[int, torch.Tensor] = {}  # one per scale, whatever the strides
 
     def _ecc(self, size: int, stride: int) -> _Ecc:
         if (size, stride) not in self._eccs:
+            level = self.pyramid.level(size)
             with torch.inference_mode():
-                self._eccs[size, stride] = _Ecc(self.pyramid.level(size), stride)
+                if size not in self._samplers:
+                    self._samplers[size] = _sampler(level)
+                self._eccs[size, stride] = _Ecc(level, stride, self._samplers[size])
         return self._eccs[size, stride]
 
     def refine(self, starts, scales) -> np.ndarray:
