@@ -7,7 +7,7 @@ from napari_histoaffine import transforms
 from napari_histoaffine.registration.features import StructurePyramid
 from napari_histoaffine.registration.pose import pose_matrices
 from napari_histoaffine.registration.preprocess import prepare_pair
-from napari_histoaffine.registration.refine import refine_affine
+from napari_histoaffine.registration.refine import _solve_or_stay, refine_affine
 
 TRUTH = transforms.compose(transforms.rotation(3.0, (96.0, 96.0)), transforms.scaling(1.04, 0.98),
                            transforms.translation(5.0, -4.0))   # moving → fixed, working pixels
@@ -55,3 +55,13 @@ def test_pose_matrices_follow_the_transform_convention():
             transforms.translation(-40.0, -30.0), transforms.mirror_x(0.0) if flip else transforms.identity(),
             transforms.rotation(float(angle)), transforms.scaling(1.12), transforms.translation(55.0, 61.0))
         np.testing.assert_allclose(matrix, expected, atol=1e-12)
+
+
+def test_a_singular_system_takes_no_step_and_leaves_the_others_theirs():
+    rng = np.random.default_rng(0)
+    regular = rng.random((6, 6)) + 6 * np.eye(6)
+    projected = rng.random((3, 6, 2))
+    hessian = np.stack([regular, np.zeros((6, 6)), regular])
+    solved = _solve_or_stay(hessian, projected)
+    np.testing.assert_allclose(solved[[0, 2]], np.linalg.solve(regular, projected[[0, 2]]))
+    assert (solved[1] == 0).all()

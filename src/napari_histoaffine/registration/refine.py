@@ -72,8 +72,27 @@ def _gradients(images: torch.Tensor) -> torch.Tensor:
 
 
 # Per-pixel products of x, y and 1, in the order the moments below use: x², xy, y², x, y, 1.
-_PAIR_INDEX = torch.tensor([[0, 1, 3], [1, 2, 4], [3, 4, 5]])   # q_i q_j for q = (x, y, 1)
-_LINEAR_INDEX = torch.tensor([3, 4, 5])                           # q_i
+_PAIR_INDEX = np.array([[0, 1, 3], [1, 2, 4], [3, 4, 5]])   # q_i q_j for q = (x, y, 1)
+_LINEAR_INDEX = np.array([3, 4, 5])                           # q_i
+
+
+def _solve_or_stay(hessian: np.ndarray, projected: np.ndarray) -> np.ndarray:
+    """``hessian⁻¹ projected`` per batch item; zeros where the system is singular or the solution not finite.
+
+    Too little structure (a blank image, a few pixels of overlap) leaves the system singular: those
+    starts take no step rather than a wild one.
+    """
+    try:
+        solved = np.linalg.solve(hessian, projected)
+    except np.linalg.LinAlgError:  # one singular item fails the whole batch: solve the others one by one
+        solved = np.zeros_like(projected)
+        for i in range(len(hessian)):
+            try:
+                solved[i] = np.linalg.solve(hessian[i], projected[i])
+            except np.linalg.LinAlgError:
+                pass
+    solved[~np.isfinite(solved).all((1, 2))] = 0.0
+    return solved
 
 
 def _sampler(level: FeatureLevel) -> torch.Tensor:
@@ -107,40 +126,42 @@ class _Ecc:
         b, c = theta.shape[0], self.level.moving.shape[1]
         sampled = transforms.warp_tensor(self.sampler, theta, self.level.f_shape, self.stride).flatten(2)
         weight = inside(sampled)                                                            # (B, 1, pixels)
-        count = weight.sum((1, 2)).clamp_min(1.0) * c
         warped, du, dv = (sampled[:, :-1].view(b, 3, c, -1) * weight.unsqueeze(1)).unbind(1)   # 0 where no data
         maps = torch.stack([(du * du).sum(1), (du * dv).sum(1), (dv * dv).sum(1), (du * warped).sum(1),
                             (dv * warped).sum(1), (du * self.fixed).sum(1), (dv * self.fixed).sum(1), du.sum(1),
                             dv.sum(1)], 1)
-        moments = maps @ self.monomials                                                    # (B, 9, 6)
+        # the few numbers the update needs leave torch here: its per-operation cost exceeds the arithmetic
+        # on these (B, 9, 6) moments many times over, NumPy's (in float64) does not
+        moments = (maps @ self.monomials).double().numpy()                                # (B, 9, 6)
+        sums = torch.stack([warped.sum((1, 2)), (self.fixed * weight).sum((1, 2)), (warped * self.fixed).sum((1, 2)),
+                            (warped * warped).sum((1, 2)), weight.sum((1, 2))], 1).double().numpy()
+        warped_sum, fixed_sum, cross, warped_squares, count = sums.T
+        count = np.maximum(count, 1.0) * c
         uu, uv, vv = (moments[:, k][:, _PAIR_INDEX] for k in range(3))
-        hessian = torch.cat([torch.cat([uu, uv], 2), torch.cat([uv, vv], 2)], 1)          # JᵀJ, (B, 6, 6)
+        hessian = np.concatenate([np.concatenate([uu, uv], 2), np.concatenate([uv, vv], 2)], 1)  # JᵀJ, (B, 6, 6)
         linear = moments[:, 3:][..., _LINEAR_INDEX]                                        # (B, 6, 3)
         jacobian_warped, jacobian_fixed, jacobian_sum = (linear[:, k:k + 2].reshape(b, 6) for k in (0, 2, 4))
-        warped_mean = warped.sum((1, 2)) / count
-        fixed_mean = (self.fixed * weight).sum((1, 2)) / count
-        jacobian_warped = jacobian_warped - warped_mean.unsqueeze(1) * jacobian_sum       # of the centred maps
-        jacobian_fixed = jacobian_fixed - fixed_mean.unsqueeze(1) * jacobian_sum
-        cross = (warped * self.fixed).sum((1, 2)) - count * warped_mean * fixed_mean
-        warped_squares = (warped * warped).sum((1, 2)) - count * warped_mean * warped_mean
-        hessian = hessian - jacobian_sum.unsqueeze(2) * jacobian_sum.unsqueeze(1) / count.view(b, 1, 1)  # centred
-        hessian = hessian + 1e-6 * hessian.diagonal(dim1=1, dim2=2).sum(-1).view(b, 1, 1) * torch.eye(6)
-        projected = torch.stack([jacobian_warped, jacobian_fixed], dim=2)                  # (B, 6, 2)
-        # too little structure (a blank image, a few pixels of overlap) leaves the system singular:
-        # those starts take no step rather than a wild one
-        solved, info = torch.linalg.solve_ex(hessian, projected)
-        solvable = (info == 0) & torch.isfinite(solved).flatten(1).all(1)
-        solved = torch.where(solvable.view(b, 1, 1), solved, torch.zeros_like(solved))
+        warped_mean, fixed_mean = warped_sum / count, fixed_sum / count
+        jacobian_warped = jacobian_warped - warped_mean[:, None] * jacobian_sum           # of the centred maps
+        jacobian_fixed = jacobian_fixed - fixed_mean[:, None] * jacobian_sum
+        cross = cross - count * warped_mean * fixed_mean
+        warped_squares = warped_squares - count * warped_mean * warped_mean
+        hessian = hessian - jacobian_sum[:, :, None] * jacobian_sum[:, None, :] / count[:, None, None]  # centred
+        hessian = hessian + 1e-6 * np.trace(hessian, axis1=1, axis2=2)[:, None, None] * np.eye(6)
+        projected = np.stack([jacobian_warped, jacobian_fixed], axis=2)                    # (B, 6, 2)
+        solved = _solve_or_stay(hessian, projected)
         warped_in_span = (projected[..., 0] * solved[..., 0]).sum(-1)
-        fixed_in_span = (projected[..., 1] * solved[..., 1]).sum(-1).clamp_min(1e-12)
+        fixed_in_span = np.maximum((projected[..., 1] * solved[..., 1]).sum(-1), 1e-12)
         cross_in_span = (projected[..., 1] * solved[..., 0]).sum(-1)
         denominator = cross - cross_in_span
         # ECC's gain: the closed-form optimum where the linearised correlation is positive, else the
         # larger of its two safe choices (Evangelidis & Psarakis 2008, eqs. 27–28)
-        regular = (warped_squares - warped_in_span) / denominator
-        fallback = torch.maximum(torch.sqrt(warped_in_span / fixed_in_span), (cross_in_span - cross) / fixed_in_span)
-        gain = torch.nan_to_num(torch.where(denominator > 0, regular, fallback), nan=0.0, posinf=0.0, neginf=0.0)
-        return theta + (gain.unsqueeze(-1) * solved[..., 1] - solved[..., 0]).view(b, 2, 3)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            regular = (warped_squares - warped_in_span) / denominator
+            fallback = np.maximum(np.sqrt(warped_in_span / fixed_in_span), (cross_in_span - cross) / fixed_in_span)
+        gain = np.nan_to_num(np.where(denominator > 0, regular, fallback), nan=0.0, posinf=0.0, neginf=0.0)
+        update = gain[:, None] * solved[..., 1] - solved[..., 0]
+        return theta + torch.from_numpy(update.astype(np.float32)).view(b, 2, 3)
 
 
 @torch.inference_mode()
