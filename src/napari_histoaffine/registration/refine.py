@@ -117,8 +117,8 @@ class _Ecc:
         x, y = x.flatten(), y.flatten()
         self.monomials = torch.stack([x * x, x * y, y * y, x, y, torch.ones_like(x)], dim=1)   # (pixels, 6)
 
-    def step(self, theta: torch.Tensor) -> torch.Tensor:
-        """One update of a batch of thetas ``(B, 2, 3)``.
+    def update(self, theta: torch.Tensor) -> np.ndarray:
+        """The change one step makes to each of a batch of thetas ``(B, 2, 3)``.
 
         Only pixels where the moving image has data count; the means are taken over them, and
         the moments are those of the raw maps, centred afterwards (the same sums, fewer passes).
@@ -160,8 +160,7 @@ class _Ecc:
             regular = (warped_squares - warped_in_span) / denominator
             fallback = np.maximum(np.sqrt(warped_in_span / fixed_in_span), (cross_in_span - cross) / fixed_in_span)
         gain = np.nan_to_num(np.where(denominator > 0, regular, fallback), nan=0.0, posinf=0.0, neginf=0.0)
-        update = gain[:, None] * solved[..., 1] - solved[..., 0]
-        return theta + torch.from_numpy(update.astype(np.float32)).view(b, 2, 3)
+        return (gain[:, None] * solved[..., 1] - solved[..., 0]).reshape(b, 2, 3)
 
 
 @torch.inference_mode()
@@ -169,8 +168,9 @@ def _optimise(ecc: _Ecc, theta: torch.Tensor, steps: int) -> torch.Tensor:
     """At most ``steps`` ECC updates; fewer once none moves any point by ``CONVERGED_PX``."""
     half_size = max(ecc.level.f_shape) / 2.0  # theta units → pixels of this level
     for _ in range(steps):
-        previous, theta = theta, ecc.step(theta)
-        if float((theta - previous).abs().sum(-1).max()) * half_size < CONVERGED_PX:
+        change = ecc.update(theta)
+        theta = theta + torch.from_numpy(change.astype(np.float32))
+        if np.abs(change).sum(-1).max() * half_size < CONVERGED_PX:
             break
     return theta
 
