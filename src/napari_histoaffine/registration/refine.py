@@ -71,9 +71,14 @@ def _gradients(images: torch.Tensor) -> torch.Tensor:
     return torch.cat([gx * (w / 4.0), gy * (h / 4.0)], dim=1)
 
 
-# Per-pixel products of x, y and 1, in the order the moments below use: x², xy, y², x, y, 1.
-_PAIR_INDEX = np.array([[0, 1, 3], [1, 2, 4], [3, 4, 5]])   # q_i q_j for q = (x, y, 1)
-_LINEAR_INDEX = np.array([3, 4, 5])                           # q_i
+# Where the ECC system's sums sit in the (map, monomial) moments of _Ecc.update. Theta's six parameters
+# are (du, dv) ⊗ q with q = (x, y, 1); the maps are du·du, du·dv, dv·dv, du·w, dv·w, du·f, dv·f, du, dv
+# (w warped, f fixed) and the monomials x², xy, y², x, y, 1.
+_GRADIENT, _Q = np.divmod(np.arange(6), 3)                  # each parameter's derivative (du, dv) and q
+_HESSIAN_MAP = np.array([[0, 1], [1, 2]])[_GRADIENT[:, None], _GRADIENT[None, :]]
+_HESSIAN_MONOMIAL = np.array([[0, 1, 3], [1, 2, 4], [3, 4, 5]])[_Q[:, None], _Q[None, :]]  # of q_i q_j
+_LINEAR_MAP = 3 + 2 * np.arange(3)[:, None] + _GRADIENT[None, :]   # Jᵀw, Jᵀf, Jᵀ1
+_LINEAR_MONOMIAL = np.broadcast_to(3 + _Q, (3, 6))
 
 
 def _solve_or_stay(hessian: np.ndarray, projected: np.ndarray) -> np.ndarray:
@@ -135,24 +140,19 @@ class _Ecc:
         moments = (maps @ self.monomials).double().numpy()                                # (B, 9, 6)
         sums = torch.stack([warped.sum((1, 2)), (self.fixed * weight).sum((1, 2)), (warped * self.fixed).sum((1, 2)),
                             (warped * warped).sum((1, 2)), weight.sum((1, 2))], 1).double().numpy()
-        warped_sum, fixed_sum, cross, warped_squares, count = sums.T
-        count = np.maximum(count, 1.0) * c
-        uu, uv, vv = (moments[:, k][:, _PAIR_INDEX] for k in range(3))
-        hessian = np.concatenate([np.concatenate([uu, uv], 2), np.concatenate([uv, vv], 2)], 1)  # JᵀJ, (B, 6, 6)
-        linear = moments[:, 3:][..., _LINEAR_INDEX]                                        # (B, 6, 3)
-        jacobian_warped, jacobian_fixed, jacobian_sum = (linear[:, k:k + 2].reshape(b, 6) for k in (0, 2, 4))
-        warped_mean, fixed_mean = warped_sum / count, fixed_sum / count
-        jacobian_warped = jacobian_warped - warped_mean[:, None] * jacobian_sum           # of the centred maps
-        jacobian_fixed = jacobian_fixed - fixed_mean[:, None] * jacobian_sum
-        cross = cross - count * warped_mean * fixed_mean
-        warped_squares = warped_squares - count * warped_mean * warped_mean
-        hessian = hessian - jacobian_sum[:, :, None] * jacobian_sum[:, None, :] / count[:, None, None]  # centred
+        count = np.maximum(sums[:, 4], 1.0) * c
+        means = sums[:, :2] / count[:, None]                                               # warped, fixed
+        linear = moments[:, _LINEAR_MAP, _LINEAR_MONOMIAL]                                 # (B, 3, 6)
+        projected = linear[:, :2] - means[:, :, None] * linear[:, 2:]                     # of the centred maps
+        cross = sums[:, 2] - count * means[:, 0] * means[:, 1]
+        warped_squares = sums[:, 3] - count * means[:, 0] * means[:, 0]
+        hessian = moments[:, _HESSIAN_MAP, _HESSIAN_MONOMIAL]                             # JᵀJ, (B, 6, 6)
+        hessian = hessian - linear[:, 2, :, None] * linear[:, 2, None, :] / count[:, None, None]  # centred
         hessian = hessian + 1e-6 * np.trace(hessian, axis1=1, axis2=2)[:, None, None] * np.eye(6)
-        projected = np.stack([jacobian_warped, jacobian_fixed], axis=2)                    # (B, 6, 2)
-        solved = _solve_or_stay(hessian, projected)
-        warped_in_span = (projected[..., 0] * solved[..., 0]).sum(-1)
-        fixed_in_span = np.maximum((projected[..., 1] * solved[..., 1]).sum(-1), 1e-12)
-        cross_in_span = (projected[..., 1] * solved[..., 0]).sum(-1)
+        solved = _solve_or_stay(hessian, projected.transpose(0, 2, 1))                    # (B, 6, 2)
+        spans = projected @ solved                                                         # (B, 2, 2)
+        warped_in_span, cross_in_span = spans[:, 0, 0], spans[:, 1, 0]
+        fixed_in_span = np.maximum(spans[:, 1, 1], 1e-12)
         denominator = cross - cross_in_span
         # ECC's gain: the closed-form optimum where the linearised correlation is positive, else the
         # larger of its two safe choices (Evangelidis & Psarakis 2008, eqs. 27–28)
