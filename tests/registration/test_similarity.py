@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_histoaffine import transforms
-from napari_histoaffine.registration.features import FeatureLevel
+from napari_histoaffine.registration.features import FeatureLevel, structure_features
 from napari_histoaffine.registration.preprocess import prepare_pair
 from napari_histoaffine.registration.similarity import ncc, smooth
 
@@ -61,3 +61,14 @@ def test_smooth_passes_gradients_after_inference_mode_use():
     images = torch.rand(1, 1, 20, 30, requires_grad=True)
     smooth(images, 1.0).sum().backward()
     assert images.grad is not None and torch.isfinite(images.grad).all()
+
+
+def test_structure_features_are_the_smoothed_image_and_its_smoothed_edges():
+    image = torch.rand(1, 1, 40, 56, requires_grad=True)   # the differentiable torch blur as the reference
+    smoothed = smooth(image, 1.0)
+    gx = F.pad(smoothed[..., :, 2:] - smoothed[..., :, :-2], (1, 1, 0, 0))
+    gy = F.pad(smoothed[..., 2:, :] - smoothed[..., :-2, :], (0, 0, 1, 1))
+    expected = torch.cat([smooth(image, 0.5), smooth(torch.sqrt(gx * gx + gy * gy + 1e-12), 1.0)], 1).detach()
+    expected = expected / expected.flatten(2).std(2).view(1, 2, 1, 1)
+    features = structure_features(image.detach()[0, 0].numpy())
+    assert torch.allclose(features, expected, atol=1e-5)

@@ -63,20 +63,19 @@ def _blur_last_axis(images: torch.Tensor, sigma: float) -> torch.Tensor:
     return sum(weight * padded[..., i:i + size] for i, weight in enumerate(weights))
 
 
-def _blur_planes(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """OpenCV's separable filter on each ``(H, W)`` plane, with the same kernel and zero border."""
-    weights = np.asarray(_gaussian_weights(sigma), np.float32)
-    planes = images.reshape(-1, *images.shape[-2:]).numpy()
-    out = np.empty_like(planes)
-    for plane, blurred in zip(planes, out):
-        cv2.sepFilter2D(plane, -1, weights, weights, dst=blurred, borderType=cv2.BORDER_CONSTANT)
-    return torch.from_numpy(out).view(images.shape)
+def blur(plane: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of one float32 ``(H, W)`` image by OpenCV's separable filter, zero beyond its edges.
+
+    The kernel of :func:`smooth` (3 σ either side, normalised).
+    """
+    weights = np.asarray(_gaussian_weights(float(sigma)), np.float32)
+    return cv2.sepFilter2D(plane, -1, weights, weights, borderType=cv2.BORDER_CONSTANT)
 
 
 def smooth(images: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of ``(N, C, H, W)`` images (zero padding: background is 0).
 
-    Where no gradient has to flow (features, fixed images), OpenCV's filter blurs each plane, up to
+    Where no gradient has to flow (a training pair's fixed image), :func:`blur` blurs each plane, up to
     8× faster than torch at the sizes registration uses; a loss that is differentiated blurs by band
     matrices (small sides) or shifted sums, not convolutions: for these small single-channel images
     oneDNN's kernels are several times slower on the CPU and re-plan for every image size.
@@ -85,7 +84,8 @@ def smooth(images: torch.Tensor, sigma: float) -> torch.Tensor:
         return images
     if images.dtype == torch.float32 and images.device.type == "cpu" and not (
             images.requires_grad and torch.is_grad_enabled()):
-        return _blur_planes(images.contiguous(), float(sigma))
+        planes = images.contiguous().reshape(-1, *images.shape[-2:]).numpy()
+        return torch.from_numpy(np.stack([blur(plane, sigma) for plane in planes])).view(images.shape)
     return _blur_last_axis(_blur_last_axis(images, float(sigma)).transpose(-1, -2), float(sigma)).transpose(-1, -2)
 
 
@@ -94,9 +94,3 @@ def central_differences(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     gx = F.pad(images[..., :, 2:] - images[..., :, :-2], (1, 1, 0, 0))
     gy = F.pad(images[..., 2:, :] - images[..., :-2, :], (0, 0, 1, 1))
     return gx, gy
-
-
-def gradient_magnitude(images: torch.Tensor) -> torch.Tensor:
-    """Central-difference gradient magnitude of ``(N, 1, H, W)`` images."""
-    gx, gy = central_differences(images)
-    return torch.sqrt(gx * gx + gy * gy + 1e-12)
