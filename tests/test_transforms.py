@@ -96,6 +96,15 @@ def test_warp_tensor_after_inference_mode_still_supports_gradients():
     assert theta.grad is not None
 
 
+def test_warps_onto_many_grid_sizes_keep_a_bounded_cache():
+    """A batch of differently sized pairs must not keep a sampling grid for every size it ever warped to."""
+    images, identity = torch.rand(1, 1, 20, 20), torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
+    for size in range(10, 110):
+        transforms.warp_tensor(images, identity, (size, size + 1))
+    info = transforms._base_grid.cache_info()
+    assert info.currsize <= info.maxsize < 100
+
+
 def test_strided_warp_is_the_full_warp_subsampled():
     images = torch.rand(2, 3, 41, 57)
     theta = torch.tensor([[[0.9, 0.1, 0.05], [-0.2, 1.1, 0.1]], [[1.0, 0, 0], [0, 1.0, 0]]])

@@ -19,6 +19,7 @@ Convention
 """
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -205,7 +206,16 @@ def from_theta(theta, moving_shape, fixed_shape) -> np.ndarray:
     return invert(compose(pixel_to_normalized(fixed_shape), square, invert(pixel_to_normalized(moving_shape))))
 
 
-_BASE_GRIDS: dict = {}
+@functools.lru_cache(maxsize=32)  # a registration uses about ten; a batch of differently sized pairs must not keep all
+def _base_grid(h: int, w: int, stride: int) -> torch.Tensor:
+    """``(rows, cols, 3)`` homogeneous ``grid_sample`` coordinates of every stride-th pixel of an ``h × w`` grid."""
+    import torch
+
+    with torch.inference_mode(False):  # a grid cached during inference must still serve autograd later
+        ys = (2.0 * torch.arange(0, h, stride, dtype=torch.float32) + 1.0) / h - 1.0
+        xs = (2.0 * torch.arange(0, w, stride, dtype=torch.float32) + 1.0) / w - 1.0
+        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+        return torch.stack([gx, gy, torch.ones_like(gx)], -1)
 
 
 def warp_tensor(images: torch.Tensor, theta: torch.Tensor, output_hw, stride: int = 1) -> torch.Tensor:
@@ -216,17 +226,9 @@ def warp_tensor(images: torch.Tensor, theta: torch.Tensor, output_hw, stride: in
     several times faster than ``affine_grid`` (or elementwise products) on the CPU and differentiable
     in ``theta`` alike. ``stride`` samples only every stride-th row and column of the output grid.
     """
-    import torch  # imported here: reading files and warping slides need no torch
-    import torch.nn.functional as F
+    import torch.nn.functional as F  # imported here: reading files and warping slides need no torch
 
-    h, w = int(output_hw[0]), int(output_hw[1])
-    base = _BASE_GRIDS.get((h, w, stride))
-    if base is None:
-        with torch.inference_mode(False):  # a grid cached during inference must still serve autograd later
-            ys = (2.0 * torch.arange(0, h, stride, dtype=torch.float32) + 1.0) / h - 1.0
-            xs = (2.0 * torch.arange(0, w, stride, dtype=torch.float32) + 1.0) / w - 1.0
-            gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-            base = _BASE_GRIDS.setdefault((h, w, stride), torch.stack([gx, gy, torch.ones_like(gx)], -1))
+    base = _base_grid(int(output_hw[0]), int(output_hw[1]), int(stride))
     # every theta at once as the columns of one (3, 2N) matrix: one plain matrix product (a broadcast
     # batched product copies the base grid N times first and is several times slower)
     n, rows, cols = theta.shape[0], base.shape[0], base.shape[1]
