@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .. import transforms
 from .preprocess import PreparedImage
-from .similarity import blur, ncc
+from .similarity import blur, central_differences, ncc
 
 MIN_OVERLAP = 0.5  # of the smaller image: less is no placement of one section on the other
 MIN_COVER = 0.02   # of the fixed image
@@ -60,10 +60,7 @@ def structure_features(image: np.ndarray) -> torch.Tensor:
 
     Computed in NumPy and OpenCV: at these sizes torch's cost per operation is most of the work.
     """
-    smoothed = blur(image, 1.0)
-    gx, gy = np.zeros_like(smoothed), np.zeros_like(smoothed)  # central differences, 0 at the border
-    np.subtract(smoothed[:, 2:], smoothed[:, :-2], out=gx[:, 1:-1])
-    np.subtract(smoothed[2:], smoothed[:-2], out=gy[1:-1])
+    gx, gy = central_differences(blur(image, 1.0))
     edges = blur(np.sqrt(gx * gx + gy * gy + np.float32(1e-12)), 1.0)
     channels = np.stack([blur(image, 0.5), edges])
     channels /= np.maximum(channels.reshape(2, -1).std(1, ddof=1), 1e-6)[:, None, None]

@@ -67,8 +67,8 @@ class Refined:
 def _gradients(images: torch.Tensor) -> torch.Tensor:
     """x and y derivatives of ``(1, C, H, W)`` images in ``grid_sample`` units (a unit is size / 2 pixels)."""
     h, w = images.shape[-2:]
-    gx, gy = central_differences(images)
-    return torch.cat([gx * (w / 4.0), gy * (h / 4.0)], dim=1)
+    gx, gy = central_differences(images.numpy())
+    return torch.from_numpy(np.concatenate([gx * (w / 4.0), gy * (h / 4.0)], axis=1))
 
 
 # Where the ECC system's sums sit in the (map, monomial) moments of _Ecc.update. Theta's six parameters

@@ -89,8 +89,9 @@ def smooth(images: torch.Tensor, sigma: float) -> torch.Tensor:
     return _blur_last_axis(_blur_last_axis(images, float(sigma)).transpose(-1, -2), float(sigma)).transpose(-1, -2)
 
 
-def central_differences(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``I(x+1) − I(x−1)`` along x and along y of ``(N, C, H, W)`` images (twice the derivative), 0 at the border."""
-    gx = F.pad(images[..., :, 2:] - images[..., :, :-2], (1, 1, 0, 0))
-    gy = F.pad(images[..., 2:, :] - images[..., :-2, :], (0, 0, 1, 1))
+def central_differences(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``I(x+1) − I(x−1)`` along x and along y of ``(..., H, W)`` images (twice the derivative), 0 at the border."""
+    gx, gy = np.zeros_like(images), np.zeros_like(images)
+    np.subtract(images[..., :, 2:], images[..., :, :-2], out=gx[..., :, 1:-1])
+    np.subtract(images[..., 2:, :], images[..., :-2, :], out=gy[..., 1:-1, :])
     return gx, gy
