@@ -71,7 +71,8 @@ class _Scorer:
     moving image, zeros beyond its edge: right when the moving section lies on background, as
     beyond the edge there would be more background. Masked scoring (Padfield 2012) counts, at
     every shift, only the pixels where both images have data, so tissue that fills a frame is
-    not compared with zeros that are no background; it costs about twice as much. Shifts whose
+    not compared with zeros that are no background; it costs about twice as much. Only shifts up to
+    ``max_shift`` of the fixed image's sides are read from the FFTs' results, and those whose
     overlap is too small (:func:`~.features.overlap_is_enough`) are not considered. Returns, per
     pose, the best score and its shift (working pixels).
     """
@@ -94,38 +95,51 @@ class _Scorer:
         dx = torch.arange(self.pad_shape[1])
         dy = torch.where(dy > self.pad_shape[0] // 2, dy - self.pad_shape[0], dy)
         dx = torch.where(dx > self.pad_shape[1] // 2, dx - self.pad_shape[1], dx)
-        self.shift_y, self.shift_x = torch.meshgrid(dy, dx, indexing="ij")
-        self.allowed = (self.shift_y.abs() <= max_shift * h) & (self.shift_x.abs() <= max_shift * w)
+        shift_y, shift_x = (s.flatten() for s in torch.meshgrid(dy, dx, indexing="ij"))
+        # the shifts considered, as positions in a flattened correlation: every score is computed on
+        # these alone (a sixth of the FFT's output), not on all shifts and then masked
+        self.allowed = torch.nonzero((shift_y.abs() <= max_shift * h) & (shift_x.abs() <= max_shift * w))[:, 0]
+        self.allowed_shifts = torch.stack([shift_x[self.allowed], shift_y[self.allowed]], 1)
         self.factor = level.f_to_small[0, 0]
 
     def _spectrum(self, images: torch.Tensor) -> torch.Tensor:
         return torch.fft.rfft2(images, s=self.pad_shape)
 
     def _correlation(self, spectrum: torch.Tensor) -> torch.Tensor:
-        return torch.fft.irfft2(spectrum, s=self.pad_shape)
+        """``(B, shifts)`` correlations at the allowed shifts of a ``(B, ...)`` cross-power spectrum."""
+        return torch.fft.irfft2(spectrum, s=self.pad_shape).flatten(1)[:, self.allowed]
+
+    def _cross_spectrum(self, warped_spectrum: torch.Tensor) -> torch.Tensor:
+        """Σ over channels of the fixed spectrum times the conjugate warped one: one multiply-add per channel
+        (a product of all channels, then a sum, makes and reads one more large complex array)."""
+        fixed, warped = self.fixed_spectrum[:, 0], warped_spectrum[:, 0].conj()
+        out = fixed * warped
+        for c in range(1, warped_spectrum.shape[1]):
+            out.addcmul_(self.fixed_spectrum[:, c], warped_spectrum[:, c].conj())
+        return out
 
     def _plain(self, sampled: torch.Tensor) -> torch.Tensor:
         warped = sampled - sampled.mean((2, 3), keepdim=True)
         norms = warped.flatten(1).norm(dim=1) * self.fixed_norm
-        cross = self._correlation((self.fixed_spectrum * self._spectrum(warped).conj()).sum(1))
-        return cross.masked_fill_(~self.allowed, -torch.inf).div_(norms.clamp_min(1e-12).view(-1, 1, 1))
+        cross = self._correlation(self._cross_spectrum(self._spectrum(warped)))
+        return cross / norms.clamp_min(1e-12).view(-1, 1)
 
     def _masked(self, sampled: torch.Tensor, thetas: torch.Tensor) -> torch.Tensor:
         domain = inside(sampled)[:, 0]
         warped = sampled[:, :-1] * domain[:, None]
-        warped_spectrum = self._spectrum(warped).conj()                              # (B, C, ...)
+        warped_spectrum = self._spectrum(warped)                                     # (B, C, ...)
         domain_spectrum = self._spectrum(domain).conj()
         overlap = self._correlation(self.fixed_domain_spectrum * domain_spectrum)                # pixels
         fixed_sum = self._correlation(self.fixed_sum_spectrum * domain_spectrum)
         fixed_squares = self._correlation(self.fixed_squares_spectrum * domain_spectrum)
-        warped_sum = self._correlation(self.fixed_domain_spectrum * warped_spectrum.sum(1))
+        warped_sum = self._correlation(self.fixed_domain_spectrum * warped_spectrum.sum(1).conj())
         warped_squares = self._correlation(self.fixed_domain_spectrum * self._spectrum((warped * warped).sum(1)).conj())
-        cross = self._correlation((self.fixed_spectrum * warped_spectrum).sum(1))
+        cross = self._correlation(self._cross_spectrum(warped_spectrum))
         counted = overlap.clamp_min(1.0) * self.channels
         covariance = cross - fixed_sum * warped_sum / counted
         variance = ((fixed_squares - fixed_sum ** 2 / counted).clamp_min(0)
                     * (warped_squares - warped_sum ** 2 / counted).clamp_min(0))
-        enough = self.allowed & overlap_is_enough(overlap, thetas, self.fixed_pixels)
+        enough = overlap_is_enough(overlap, thetas, self.fixed_pixels)
         return torch.where(enough, covariance / torch.sqrt(variance + 1e-12), -torch.inf)
 
     def __call__(self, matrices: list[np.ndarray], chunk: int = 64):
@@ -136,9 +150,9 @@ class _Scorer:
             chunk_thetas = thetas[start:start + chunk]
             sampled = transforms.warp_tensor(moving, chunk_thetas, self.level.f_shape)
             at_shifts = self._masked(sampled, chunk_thetas) if self.masked else self._plain(sampled)
-            best, index = at_shifts.flatten(1).max(1)
+            best, index = at_shifts.max(1)
             scores.append(best)
-            shifts.append(torch.stack([self.shift_x.flatten()[index], self.shift_y.flatten()[index]], 1))
+            shifts.append(self.allowed_shifts[index])
         return torch.cat(scores).numpy(), torch.cat(shifts).numpy() / self.factor
 
 
