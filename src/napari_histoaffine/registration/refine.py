@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .. import transforms
-from .features import FeatureLevel, StructurePyramid, inside, with_domain
+from .features import FeatureLevel, StructurePyramid, with_domain
 from .similarity import central_differences
 
 # (long side in px, most Gauss–Newton steps, pixel stride), coarse to fine
@@ -115,12 +115,12 @@ class _Ecc:
 
     def __init__(self, level: FeatureLevel, stride: int, sampler: torch.Tensor):
         self.level, self.stride, self.sampler = level, stride, sampler
-        self.fixed = level.fixed[..., ::stride, ::stride].flatten(2)               # (1, C, pixels)
+        self.fixed = level.fixed[..., ::stride, ::stride].flatten(2).numpy()       # (1, C, pixels)
         h, w = level.f_shape
         y, x = torch.meshgrid((2 * torch.arange(0, h, stride) + 1.0) / h - 1.0,
                               (2 * torch.arange(0, w, stride) + 1.0) / w - 1.0, indexing="ij")
         x, y = x.flatten(), y.flatten()
-        self.monomials = torch.stack([x * x, x * y, y * y, x, y, torch.ones_like(x)], dim=1)   # (pixels, 6)
+        self.monomials = torch.stack([x * x, x * y, y * y, x, y, torch.ones_like(x)], dim=1).numpy()   # (pixels, 6)
 
     def update(self, theta: torch.Tensor) -> np.ndarray:
         """The change one step makes to each of a batch of thetas ``(B, 2, 3)``.
@@ -129,17 +129,16 @@ class _Ecc:
         the moments are those of the raw maps, centred afterwards (the same sums, fewer passes).
         """
         b, c = theta.shape[0], self.level.moving.shape[1]
-        sampled = transforms.warp_tensor(self.sampler, theta, self.level.f_shape, self.stride).flatten(2)
-        weight = inside(sampled)                                                            # (B, 1, pixels)
-        warped, du, dv = (sampled[:, :-1].view(b, 3, c, -1) * weight.unsqueeze(1)).unbind(1)   # 0 where no data
-        maps = torch.stack([(du * du).sum(1), (du * dv).sum(1), (dv * dv).sum(1), (du * warped).sum(1),
-                            (dv * warped).sum(1), (du * self.fixed).sum(1), (dv * self.fixed).sum(1), du.sum(1),
-                            dv.sum(1)], 1)
-        # the few numbers the update needs leave torch here: its per-operation cost exceeds the arithmetic
-        # on these (B, 9, 6) moments many times over, NumPy's (in float64) does not
-        moments = (maps @ self.monomials).double().numpy()                                # (B, 9, 6)
-        sums = torch.stack([warped.sum((1, 2)), (self.fixed * weight).sum((1, 2)), (warped * self.fixed).sum((1, 2)),
-                            (warped * warped).sum((1, 2)), weight.sum((1, 2))], 1).double().numpy()
+        sampled = transforms.warp_tensor(self.sampler, theta, self.level.f_shape, self.stride).numpy().reshape(b, 3 * c + 1, -1)
+        # from here in NumPy: on these few thousand pixels torch's cost per operation is most of the work
+        weight = (sampled[:, -1:] > 0.999).astype(np.float32)                              # (B, 1, pixels)
+        warped, du, dv = (sampled[:, :-1].reshape(b, 3, c, -1) * weight[:, None]).transpose(1, 0, 2, 3)  # 0 where no data
+        fixed = self.fixed
+        maps = np.stack([(du * du).sum(1), (du * dv).sum(1), (dv * dv).sum(1), (du * warped).sum(1),
+                         (dv * warped).sum(1), (du * fixed).sum(1), (dv * fixed).sum(1), du.sum(1), dv.sum(1)], 1)
+        moments = (maps @ self.monomials).astype(np.float64)                               # (B, 9, 6)
+        sums = np.stack([warped.sum((1, 2)), (fixed * weight).sum((1, 2)), (warped * fixed).sum((1, 2)),
+                         (warped * warped).sum((1, 2)), weight.sum((1, 2))], 1).astype(np.float64)
         count = np.maximum(sums[:, 4], 1.0) * c
         means = sums[:, :2] / count[:, None]                                               # warped, fixed
         linear = moments[:, _LINEAR_MAP, _LINEAR_MONOMIAL]                                 # (B, 3, 6)
