@@ -72,14 +72,16 @@ def with_domain(images: torch.Tensor) -> torch.Tensor:
     return torch.cat([images, torch.ones_like(images[:, :1])], dim=1)
 
 
-def inside(warped: torch.Tensor) -> torch.Tensor:
+def inside(warped):
     """``(N, 1, ...)`` 0/1 weights: where the last channel of warped :func:`with_domain` images says the images are.
 
     Similarities count only those pixels: beyond its edge the moving image has no data, not
     background, and counting it as background makes a pose that covers the fixed frame better win
-    over the right one when tissue fills both frames.
+    over the right one when tissue fills both frames. ``warped`` is a tensor or a NumPy array, and
+    so are the weights.
     """
-    return (warped[:, -1:] > 0.999).to(warped.dtype)
+    covered = warped[:, -1:] > 0.999
+    return covered.to(warped.dtype) if isinstance(covered, torch.Tensor) else covered.astype(warped.dtype)
 
 
 def overlap_is_enough(overlap: torch.Tensor, theta: torch.Tensor, fixed_pixels: int) -> torch.Tensor:

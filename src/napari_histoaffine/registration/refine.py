@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .. import transforms
-from .features import FeatureLevel, StructurePyramid, with_domain
+from .features import FeatureLevel, StructurePyramid, inside, with_domain
 from .similarity import central_differences
 
 # (long side in px, most Gauss–Newton steps, pixel stride), coarse to fine
@@ -131,7 +131,7 @@ class _Ecc:
         b, c = theta.shape[0], self.level.moving.shape[1]
         sampled = transforms.warp_tensor(self.sampler, theta, self.level.f_shape, self.stride).numpy().reshape(b, 3 * c + 1, -1)
         # from here in NumPy: on these few thousand pixels torch's cost per operation is most of the work
-        weight = (sampled[:, -1:] > 0.999).astype(np.float32)                              # (B, 1, pixels)
+        weight = inside(sampled)                                                            # (B, 1, pixels)
         warped, du, dv = (sampled[:, :-1].reshape(b, 3, c, -1) * weight[:, None]).transpose(1, 0, 2, 3)  # 0 where no data
         fixed = self.fixed
         maps = np.stack([(du * du).sum(1), (du * dv).sum(1), (dv * dv).sum(1), (du * warped).sum(1),
