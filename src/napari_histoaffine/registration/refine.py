@@ -158,7 +158,8 @@ class _Ecc:
         with np.errstate(divide="ignore", invalid="ignore"):
             regular = (warped_squares - warped_in_span) / denominator
             fallback = np.maximum(np.sqrt(warped_in_span / fixed_in_span), (cross_in_span - cross) / fixed_in_span)
-        gain = np.nan_to_num(np.where(denominator > 0, regular, fallback), nan=0.0, posinf=0.0, neginf=0.0)
+        gain = np.where(denominator > 0, regular, fallback)
+        gain[~np.isfinite(gain)] = 0.0
         return (gain[:, None] * solved[..., 1] - solved[..., 0]).reshape(b, 2, 3)
 
 
