@@ -91,23 +91,27 @@ class _Scorer:
             self.fixed_domain_spectrum = self._spectrum(torch.ones_like(fixed[:, 0]))
         else:
             self.fixed_norm = fixed.flatten(1).norm()
-        dy = torch.arange(self.pad_shape[0])
-        dx = torch.arange(self.pad_shape[1])
-        dy = torch.where(dy > self.pad_shape[0] // 2, dy - self.pad_shape[0], dy)
-        dx = torch.where(dx > self.pad_shape[1] // 2, dx - self.pad_shape[1], dx)
-        shift_y, shift_x = (s.flatten() for s in torch.meshgrid(dy, dx, indexing="ij"))
-        # the shifts considered, as positions in a flattened correlation: every score is computed on
-        # these alone (a sixth of the FFT's output), not on all shifts and then masked
-        self.allowed = torch.nonzero((shift_y.abs() <= max_shift * h) & (shift_x.abs() <= max_shift * w))[:, 0]
-        self.allowed_shifts = torch.stack([shift_x[self.allowed], shift_y[self.allowed]], 1)
+        dy, dx = (torch.arange(n) for n in self.pad_shape)
+        dy = torch.where(dy > self.pad_shape[0] // 2, dy - self.pad_shape[0], dy)     # the shift of each row
+        dx = torch.where(dx > self.pad_shape[1] // 2, dx - self.pad_shape[1], dx)     # and of each column
+        # the shifts considered: a band of rows and of columns of the correlation (a sixth of it). Only
+        # those rows are transformed back, by one matrix product (the inverse DFT along the rows,
+        # restricted to them) instead of a full inverse FFT: a third of the time
+        rows = torch.nonzero(dy.abs() <= max_shift * h)[:, 0]
+        self.columns = torch.nonzero(dx.abs() <= max_shift * w)[:, 0]
+        phases = 2 * np.pi * np.outer(rows.numpy(), np.arange(self.pad_shape[0])) / self.pad_shape[0]
+        self.rows_inverse = torch.from_numpy(np.exp(1j * phases) / self.pad_shape[0]).to(torch.complex64)
+        self.allowed_shifts = torch.stack([dx[self.columns].repeat(len(rows)),
+                                           dy[rows].repeat_interleave(len(self.columns))], 1)
         self.factor = level.f_to_small[0, 0]
 
     def _spectrum(self, images: torch.Tensor) -> torch.Tensor:
         return torch.fft.rfft2(images, s=self.pad_shape)
 
     def _correlation(self, spectrum: torch.Tensor) -> torch.Tensor:
-        """``(B, shifts)`` correlations at the allowed shifts of a ``(B, ...)`` cross-power spectrum."""
-        return torch.fft.irfft2(spectrum, s=self.pad_shape).flatten(1)[:, self.allowed]
+        """``(B, shifts)`` correlations at the allowed shifts (row by row) of a ``(B, ...)`` cross-power spectrum."""
+        rows = torch.fft.irfft(self.rows_inverse @ spectrum, n=self.pad_shape[1], dim=-1)
+        return rows[..., self.columns].flatten(1)
 
     def _cross_spectrum(self, warped_spectrum: torch.Tensor) -> torch.Tensor:
         """Σ over channels of the fixed spectrum times the conjugate warped one: one multiply-add per channel
