@@ -19,11 +19,14 @@ def test_weighted_ncc_is_the_correlation_of_the_pixels_weighed_in():
         expected = np.corrcoef(a[item][kept].numpy(), b[0][kept].numpy())[0, 1]
         assert ncc(a, b, weight)[item].item() == pytest.approx(expected, abs=1e-5)
     assert ncc(a, b).shape == (3,)
+    # the pipeline scores NumPy arrays, a training loss torch tensors: the same correlation
+    np.testing.assert_allclose(ncc(a.numpy(), b.numpy(), weight.numpy()), ncc(a, b, weight).numpy(), atol=1e-6)
 
 
 def test_a_flat_image_correlates_with_nothing():
     flat, textured = torch.full((1, 2, 20, 30), 0.7), torch.rand(1, 2, 20, 30)
     assert ncc(flat, textured).item() == 0.0 and ncc(textured, flat).item() == 0.0
+    assert ncc(flat.numpy(), textured.numpy()).item() == 0.0
 
 
 def test_a_pose_that_overlaps_a_few_pixels_is_no_fit(ihc_at):

@@ -85,15 +85,19 @@ def inside(warped):
     return covered.to(warped.dtype) if isinstance(covered, torch.Tensor) else covered.astype(warped.dtype)
 
 
-def overlap_is_enough(overlap: torch.Tensor, theta: torch.Tensor, fixed_pixels: int) -> torch.Tensor:
+def overlap_is_enough(overlap, theta: torch.Tensor, fixed_pixels: int):
     """Whether two images overlap enough (``overlap`` pixels of the fixed grid) for a similarity to mean anything.
 
     Enough is :data:`MIN_OVERLAP` of the smaller image (the moving image covers the fixed grid's
     area over ``|det θ|``) and :data:`MIN_COVER` of the fixed grid: a few pixels of overlap
-    correlate perfectly by chance. ``overlap`` is ``(N, ...)`` for the ``(N, 2, 3)`` thetas.
+    correlate perfectly by chance. ``overlap`` is an ``(N, ...)`` tensor or array for the ``(N, 2, 3)``
+    thetas; the answer is of its kind.
     """
-    moving_pixels = fixed_pixels / torch.linalg.det(theta[:, :, :2]).abs().clamp_min(1e-12)
-    smaller = moving_pixels.clamp_max(fixed_pixels).view((-1,) + (1,) * (overlap.ndim - 1))
+    determinant = torch.linalg.det(theta[:, :, :2]).abs()
+    if not isinstance(overlap, torch.Tensor):
+        determinant = determinant.numpy()
+    moving_pixels = fixed_pixels / determinant.clip(min=1e-12)
+    smaller = moving_pixels.clip(max=fixed_pixels).reshape((-1,) + (1,) * (overlap.ndim - 1))
     return (overlap >= MIN_OVERLAP * smaller) & (overlap >= MIN_COVER * fixed_pixels)
 
 
@@ -117,24 +121,25 @@ class FeatureLevel:
         small = transforms.from_theta(thetas.numpy(), self.m_shape, self.f_shape)
         return transforms.compose(self.m_to_small, small, transforms.invert(self.f_to_small))
 
-    def similarity(self, theta: torch.Tensor, masked: bool = True) -> torch.Tensor:
+    def similarity(self, theta: torch.Tensor, masked: bool = True) -> np.ndarray:
         """Structure NCC of the pair under each of a batch of thetas.
 
         Masked, only where the moving image covers the fixed grid, and poses that do not overlap
         enough (:func:`overlap_is_enough`) score -1; plain, over the whole fixed grid with zeros
         beyond the moving image's edge, so it also says how much of the fixed image the moving
-        one explains.
+        one explains. Computed in NumPy after the warp: the scores are only compared.
         """
         pixels = self.f_shape[0] * self.f_shape[1]
         batch = max(1, BATCH_VALUES // (self.moving_with_domain.shape[1] * pixels))
         if len(theta) > batch:
-            return torch.cat([self.similarity(part, masked) for part in theta.split(batch)])
+            return np.concatenate([self.similarity(part, masked) for part in theta.split(batch)])
+        fixed = self.fixed.numpy()
         if not masked:
-            return ncc(transforms.warp_tensor(self.moving, theta, self.f_shape), self.fixed)
-        warped = transforms.warp_tensor(self.moving_with_domain, theta, self.f_shape)
+            return ncc(transforms.warp_tensor(self.moving, theta, self.f_shape).numpy(), fixed)
+        warped = transforms.warp_tensor(self.moving_with_domain, theta, self.f_shape).numpy()
         weight = inside(warped)
         enough = overlap_is_enough(weight.sum((1, 2, 3)), theta, pixels)
-        return torch.where(enough, ncc(warped[:, :-1], self.fixed, weight), -1.0)
+        return np.where(enough, ncc(warped[:, :-1], fixed, weight), -1.0)
 
 
 class StructurePyramid:
@@ -155,4 +160,4 @@ class StructurePyramid:
         """Structure NCC of the pair under each working moving → fixed matrix, at the given scale (see
         :meth:`FeatureLevel.similarity`)."""
         level = self.level(long_side)
-        return [float(s) for s in torch.nan_to_num(level.similarity(level.thetas(matrices), masked), nan=-1.0)]
+        return [float(s) for s in np.nan_to_num(level.similarity(level.thetas(matrices), masked), nan=-1.0)]

@@ -9,17 +9,19 @@ import torch
 import torch.nn.functional as F
 
 
-def ncc(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1e-8) -> torch.Tensor:
-    """Global normalised cross-correlation of ``(N, C, H, W)`` tensors, one value per batch item.
+def ncc(a, b, weight=None, eps: float = 1e-8):
+    """Global normalised cross-correlation of ``(N, C, H, W)`` tensors or arrays, one value per batch item.
 
     ``weight`` (broadcastable to ``a``) restricts and weighs the pixels taken into account; ``b``
     may be one image for the whole batch. Raw weighted moments, centred afterwards: a third of
-    the passes over the pixels of centring them first.
+    the passes over the pixels of centring them first. Torch tensors (a differentiated loss) or
+    NumPy arrays (scores that are only compared: a fraction of torch's cost per operation).
     """
+    xp = torch if isinstance(a, torch.Tensor) else np
     dims = tuple(range(1, a.ndim))
     if weight is None:
-        weight = torch.ones_like(a[:1, :1])
-    total = weight.expand_as(a).sum(dims).clamp_min(eps)
+        weight = xp.ones_like(a[:1, :1])
+    total = xp.broadcast_to(weight, a.shape).sum(dims).clip(min=eps)
     weighted_a, weighted_b = a * weight, b * weight
     sum_a, sum_b = weighted_a.sum(dims), weighted_b.sum(dims)
     squares_a, squares_b = (weighted_a * a).sum(dims), (weighted_b * b).sum(dims)
@@ -28,7 +30,7 @@ def ncc(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor | None = None, ep
     var_b = squares_b - sum_b * sum_b / total
     # a variance within rounding of the raw moment is none: a flat image correlates with nothing
     flat = (var_a <= 1e-5 * squares_a) | (var_b <= 1e-5 * squares_b)
-    return torch.where(flat, torch.zeros_like(cov), cov / torch.sqrt((var_a * var_b).clamp_min(0) + eps))
+    return xp.where(flat, 0.0, cov / xp.sqrt((var_a * var_b).clip(min=0) + eps))
 
 
 @functools.lru_cache(maxsize=32)
