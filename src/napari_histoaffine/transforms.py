@@ -41,8 +41,10 @@ def compose(*matrices: np.ndarray) -> np.ndarray:
 
     Any of them may be a stack ``(N, 3, 3)``; the result is then the stack of compositions.
     """
-    out = np.eye(3)
-    for m in matrices:
+    if not matrices:
+        return identity()
+    out = np.array(matrices[0], float)
+    for m in matrices[1:]:
         out = np.asarray(m, float) @ out
     return out
 
@@ -186,12 +188,21 @@ def pixel_to_normalized(shape) -> np.ndarray:
     return np.array([[2.0 / w, 0.0, 1.0 / w - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0], [0.0, 0.0, 1.0]])
 
 
+@functools.lru_cache(maxsize=64)
+def _normalized_to_pixel(rows: int, cols: int) -> np.ndarray:
+    """Inverse of :func:`pixel_to_normalized`, computed once per shape (theta conversions need it every step)."""
+    out = invert(pixel_to_normalized((rows, cols)))
+    out.flags.writeable = False  # shared by every caller
+    return out
+
+
 def to_theta(matrix: np.ndarray, moving_shape, fixed_shape) -> np.ndarray:
     """``affine_grid`` theta (2×3) that warps the moving image onto the fixed grid for ``matrix``.
 
     A stack of matrices ``(N, 3, 3)`` gives a stack of thetas ``(N, 2, 3)``.
     """
-    theta = compose(invert(pixel_to_normalized(fixed_shape)), invert(matrix), pixel_to_normalized(moving_shape))
+    theta = compose(_normalized_to_pixel(int(fixed_shape[0]), int(fixed_shape[1])), invert(matrix),
+                    pixel_to_normalized(moving_shape))
     return theta[..., :2, :]
 
 
@@ -203,7 +214,8 @@ def from_theta(theta, moving_shape, fixed_shape) -> np.ndarray:
     theta = np.asarray(theta, float)
     square = np.zeros(theta.shape[:-2] + (3, 3)) if theta.ndim > 2 else np.zeros((3, 3))
     square[..., :2, :], square[..., 2, 2] = theta.reshape(square[..., :2, :].shape), 1.0
-    return invert(compose(pixel_to_normalized(fixed_shape), square, invert(pixel_to_normalized(moving_shape))))
+    return invert(compose(pixel_to_normalized(fixed_shape), square,
+                          _normalized_to_pixel(int(moving_shape[0]), int(moving_shape[1]))))
 
 
 @functools.lru_cache(maxsize=32)  # a registration uses about ten; a batch of differently sized pairs must not keep all
