@@ -218,18 +218,25 @@ def from_theta(theta, moving_shape, fixed_shape) -> np.ndarray:
                           _normalized_to_pixel(int(moving_shape[0]), int(moving_shape[1]))))
 
 
+def grid_coordinates(h: int, w: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """float32 ``grid_sample`` x coordinates of every stride-th column, and y of every stride-th row, of an ``h × w`` grid.
+
+    The values torch's own float32 arithmetic gives, computed in NumPy (a fifth of torch's time).
+    """
+    one, two = np.float32(1.0), np.float32(2.0)
+    xs = (two * np.arange(0, w, stride, dtype=np.float32) + one) / np.float32(w) - one
+    ys = (two * np.arange(0, h, stride, dtype=np.float32) + one) / np.float32(h) - one
+    return xs, ys
+
+
 @functools.lru_cache(maxsize=32)  # a registration uses about ten; a batch of differently sized pairs must not keep all
 def _base_grid(h: int, w: int, stride: int) -> torch.Tensor:
     """``(rows, cols, 3)`` homogeneous ``grid_sample`` coordinates of every stride-th pixel of an ``h × w`` grid."""
     import torch
 
-    # built in NumPy (float32, the same values as torch's arithmetic), a fifth of torch's time: most
-    # pairs of a batch differ in size, so most grids are new
-    one, two = np.float32(1.0), np.float32(2.0)
-    ys = (two * np.arange(0, h, stride, dtype=np.float32) + one) / np.float32(h) - one
-    xs = (two * np.arange(0, w, stride, dtype=np.float32) + one) / np.float32(w) - one
+    xs, ys = grid_coordinates(h, w, stride)
     grid = np.empty((ys.size, xs.size, 3), np.float32)
-    grid[..., 0], grid[..., 1], grid[..., 2] = xs, ys[:, None], one
+    grid[..., 0], grid[..., 1], grid[..., 2] = xs, ys[:, None], 1.0
     with torch.inference_mode(False):  # a grid cached during inference must still serve autograd later
         return torch.from_numpy(grid)
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .. import transforms
-from .features import FeatureLevel, StructurePyramid, inside, with_domain
+from .features import FeatureLevel, StructurePyramid, inside
 from .similarity import central_differences
 
 # (long side in px, most Gauss–Newton steps, pixel stride), coarse to fine
@@ -64,13 +64,6 @@ class Refined:
     race: Race
 
 
-def _gradients(images: torch.Tensor) -> torch.Tensor:
-    """x and y derivatives of ``(1, C, H, W)`` images in ``grid_sample`` units (a unit is size / 2 pixels)."""
-    h, w = images.shape[-2:]
-    gx, gy = central_differences(images.numpy())
-    return torch.from_numpy(np.concatenate([gx * (w / 4.0), gy * (h / 4.0)], axis=1))
-
-
 # Where the ECC system's sums sit in the (map, monomial) moments of _Ecc.update. Theta's six parameters
 # are (du, dv) ⊗ q with q = (x, y, 1); the maps are du·du, du·dv, dv·dv, du·w, dv·w, du·f, dv·f, du, dv
 # (w warped, f fixed) and the monomials x², xy, y², x, y, 1.
@@ -101,8 +94,15 @@ def _solve_or_stay(hessian: np.ndarray, projected: np.ndarray) -> np.ndarray:
 
 
 def _sampler(level: FeatureLevel) -> torch.Tensor:
-    """What the ECC steps warp: the moving features, their x and y derivatives, and the domain channel."""
-    return with_domain(torch.cat([level.moving, _gradients(level.moving)], dim=1))
+    """What the ECC steps warp: the moving features, their x and y derivatives in ``grid_sample`` units (a
+    unit is size / 2 pixels), and the domain channel (see :func:`~.features.with_domain`)."""
+    moving = level.moving.numpy()
+    (_, c, h, w), (gx, gy) = moving.shape, central_differences(moving)
+    sampler = np.empty((1, 3 * c + 1, h, w), np.float32)
+    sampler[:, :c], sampler[:, -1] = moving, 1.0
+    np.multiply(gx, w / 4.0, out=sampler[:, c:2 * c])
+    np.multiply(gy, h / 4.0, out=sampler[:, 2 * c:3 * c])
+    return torch.from_numpy(sampler)
 
 
 class _Ecc:
@@ -116,11 +116,9 @@ class _Ecc:
     def __init__(self, level: FeatureLevel, stride: int, sampler: torch.Tensor):
         self.level, self.stride, self.sampler = level, stride, sampler
         self.fixed = level.fixed[..., ::stride, ::stride].flatten(2).numpy()       # (1, C, pixels)
-        h, w = level.f_shape
-        y, x = torch.meshgrid((2 * torch.arange(0, h, stride) + 1.0) / h - 1.0,
-                              (2 * torch.arange(0, w, stride) + 1.0) / w - 1.0, indexing="ij")
-        x, y = x.flatten(), y.flatten()
-        self.monomials = torch.stack([x * x, x * y, y * y, x, y, torch.ones_like(x)], dim=1).numpy()   # (pixels, 6)
+        xs, ys = transforms.grid_coordinates(*level.f_shape, stride)
+        x, y = np.tile(xs, ys.size), np.repeat(ys, xs.size)                        # row by row, as the warp
+        self.monomials = np.stack([x * x, x * y, y * y, x, y, np.ones_like(x)], axis=1)   # (pixels, 6)
 
     def update(self, theta: torch.Tensor) -> np.ndarray:
         """The change one step makes to each of a batch of thetas ``(B, 2, 3)``.
