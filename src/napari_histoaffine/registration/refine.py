@@ -127,8 +127,9 @@ class _Ecc:
         the moments are those of the raw maps, centred afterwards (the same sums, fewer passes).
         """
         b, c = theta.shape[0], self.level.moving.shape[1]
-        sampled = transforms.warp_tensor(self.sampler, theta, self.level.f_shape, self.stride).numpy().reshape(b, 3 * c + 1, -1)
+        sampled = transforms.warp_tensor(self.sampler, theta, self.level.f_shape, self.stride)
         # from here in NumPy: on these few thousand pixels torch's cost per operation is most of the work
+        sampled = sampled.numpy().reshape(b, 3 * c + 1, -1)
         weight = inside(sampled)                                                            # (B, 1, pixels)
         warped, du, dv = (sampled[:, :-1].reshape(b, 3, c, -1) * weight[:, None]).transpose(1, 0, 2, 3)  # 0 where no data
         fixed = self.fixed
