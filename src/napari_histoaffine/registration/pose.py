@@ -20,8 +20,8 @@ from .results import Pose
 SEARCH_SIZE = 48
 SIZES_DIFFER = 1.15  # scales closer than this count as one (an area ratio further from 1 is in doubt)
 CHECK_SIZE = 96
-# the second look's scales besides the area ratio's: the same pixel size, and a fifth either way (a crop
-# that cuts the tissue makes the areas say nothing)
+# the second look's scales besides the area ratio's: the same input pixel size, and a fifth either way (a
+# crop that cuts the tissue makes the areas say nothing)
 SECOND_LOOK_SCALES = (0.8, 1.0, 1.25)
 CHECK_SCALES = (0.84, 0.92, 1.0, 1 / 0.92, 1 / 0.84)  # around each peak's scale: neither scale guess is exact
 THOROUGH_PEAKS = 8
@@ -201,6 +201,9 @@ class PoseSearch:
         self.pyramid, self.coarse_step, self.fine_step = pyramid, coarse_step, fine_step
         self.flips = (False, True) if search_mirror else (False,)
         self.area_scale = float(np.sqrt(max(fixed.mask.sum(), 1) / max(moving.mask.sum(), 1)))
+        # the scale at which a moving pixel covers as much of the input as a fixed one (1 unless
+        # preprocessing resampled the two differently): what a crop's true scale is
+        self.pixel_scale = fixed.factor / moving.factor
         self.centres = centre_of_mass(moving.mask), centre_of_mass(fixed.mask)
         self._scorers: dict[tuple[int, bool], _Scorer] = {}
         self._coarse: dict[tuple[float, bool], list[Pose]] = {}
@@ -217,7 +220,7 @@ class PoseSearch:
     @property
     def sizes_differ(self) -> bool:
         """The area ratio says the sections differ in pixel size by more than 15 %."""
-        return abs(np.log(self.area_scale)) > np.log(SIZES_DIFFER)
+        return abs(np.log(self.area_scale / self.pixel_scale)) > np.log(SIZES_DIFFER)
 
     @torch.inference_mode()
     def _evaluate(self, size: int, candidates, masked: bool) -> list[Pose]:
@@ -257,8 +260,8 @@ class PoseSearch:
         return self._kept(self._refined(_distinct(coarse, top_k, 3 * self.coarse_step), masked=False), coarse, top_k)
 
     def second_look(self, top_k: int = 4) -> list[Pose]:
-        scales = [self.area_scale] + [s for s in SECOND_LOOK_SCALES
-                                      if abs(np.log(s / self.area_scale)) > np.log(SIZES_DIFFER)]
+        scales = [self.area_scale] + [s * self.pixel_scale for s in SECOND_LOOK_SCALES
+                                      if abs(np.log(s * self.pixel_scale / self.area_scale)) > np.log(SIZES_DIFFER)]
         coarse = sum((self._coarse_poses(scale, True) for scale in scales), [])
         separation = 3 * self.coarse_step
         peaks = sum((_distinct([p for p in coarse if p.flipped == fl], THOROUGH_PEAKS // len(self.flips), separation)

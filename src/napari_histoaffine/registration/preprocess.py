@@ -26,12 +26,14 @@ class PreparedImage:
     """One image ready for registration at working resolution.
 
     ``image`` is inverted grayscale in [0, 1] with background 0; ``mask`` the tissue mask;
-    ``to_input`` maps these working pixels to the pixels of the array that was passed in.
+    ``to_input`` maps these working pixels to the pixels of the array that was passed in, which
+    ``factor`` resampled.
     """
 
     image: np.ndarray
     mask: np.ndarray
     to_input: np.ndarray
+    factor: float
 
 
 def _channels(image: np.ndarray) -> np.ndarray:
@@ -117,6 +119,8 @@ def _gaussian_kernel(sigma: float, second_derivative: bool = False) -> np.ndarra
 
 _BLUR_1, _SECOND_DERIVATIVE_1, _BLUR_2 = _gaussian_kernel(1.0), _gaussian_kernel(1.0, True), _gaussian_kernel(2.0)
 _SQUARE = np.ones((5, 5), np.uint8)
+SIZE_GAP = 1.5  # tissue sizes (in pixels) further apart than this are brought together before the search
+MIN_BACKGROUND = 0.03  # of the image: less background than this says nothing about the glass
 
 
 def _filtered(image: np.ndarray, along_x: np.ndarray, along_y: np.ndarray) -> np.ndarray:
@@ -168,6 +172,48 @@ def tissue_mask(gray: np.ndarray, mask_size: int = 128) -> np.ndarray:
     return cv2.resize(mask.astype(np.float32), gray.shape[::-1], interpolation=cv2.INTER_LINEAR) > 0.5
 
 
+def _background_field(gray: np.ndarray, mask: np.ndarray, grid: int = 64) -> np.ndarray | None:
+    """The glass's brightness under the whole image: a quadratic surface fitted to the background pixels.
+
+    Fitted on a coarse grid (the field is smooth); ``None`` when too little background shows
+    (tissue fills the frame) to say anything about it.
+    """
+    factor = min(1.0, grid / max(gray.shape))
+    coarse_shape = (max(2, round(gray.shape[0] * factor)), max(2, round(gray.shape[1] * factor)))
+    coarse = cv2.resize(gray, coarse_shape[::-1], interpolation=cv2.INTER_AREA)
+    # background at least two coarse pixels from the tissue: the outline's blur belongs to neither
+    outside = cv2.erode((~cv2.resize(mask.astype(np.uint8), coarse_shape[::-1], interpolation=cv2.INTER_NEAREST)
+                         .astype(bool)).astype(np.uint8), np.ones((5, 5), np.uint8), borderValue=1).astype(bool)
+    if outside.sum() < MIN_BACKGROUND * outside.size:
+        return None
+    rows, cols = np.mgrid[0:coarse_shape[0], 0:coarse_shape[1]]
+    y, x = rows / coarse_shape[0] - 0.5, cols / coarse_shape[1] - 0.5
+    terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], -1)
+    coefficients, *_ = np.linalg.lstsq(terms[outside], coarse[outside], rcond=None)
+    field = (terms @ coefficients).astype(np.float32)
+    return cv2.resize(field, gray.shape[::-1], interpolation=cv2.INTER_LINEAR)
+
+
+def tissue_signal(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Tissue bright, background near 0, whatever the background's polarity and evenness.
+
+    Bright-field sections absorb light (tissue darker than the glass: inverted), dark-field and
+    fluorescence ones emit it (tissue brighter: as it is); an image counts as dark-field only when
+    both its tissue's extremes and its background (where it shows) say so. Uneven glass (a gradient, a
+    vignette, a tint) is flattened by its fitted field: divided out of transmitted light,
+    subtracted from emitted light.
+    """
+    field = _background_field(gray, mask)
+    tissue = gray[::3, ::3][mask[::3, ::3]] if mask[::3, ::3].any() else gray.ravel()
+    # where tissue is thinnest (lumens, holes) its light is the glass's: near 1 in bright-field, near 0
+    # in dark-field; a dark surround alone may be a warp's padding around a bright-field section
+    darkest, median, brightest = np.percentile(tissue, [1, 50, 99])
+    dark = darkest < 1.0 - brightest and (field is None or float(np.median(field)) < median)
+    if dark:  # the image shows emitted light
+        return gray - (field if field is not None else 0.0)
+    return 1.0 - gray / np.maximum(field, 1e-3) if field is not None else 1.0 - gray
+
+
 def normalize_tissue(inverted: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Stretch tissue intensities to [0, 1] by robust percentiles; background to 0.
 
@@ -192,10 +238,25 @@ def prepare(image: np.ndarray, factor: float) -> PreparedImage:
     else:
         small, to_input = resample(to_grayscale(img), factor)
     mask = tissue_mask(small)
-    return PreparedImage(normalize_tissue(1.0 - small, mask), mask, to_input)
+    return PreparedImage(normalize_tissue(tissue_signal(small, mask), mask), mask, to_input, factor)
 
 
 def prepare_pair(moving: np.ndarray, fixed: np.ndarray, working_size: int = DEFAULT_WORKING_SIZE):
-    """Both images of a pair at one common resampling factor."""
+    """Both images of a pair, at one common resampling factor unless their tissue's sizes in pixels differ widely.
+
+    A section scanned at a much coarser pixel size (or cut much smaller) would, at the common
+    factor, keep only a few dozen pixels of structure for every level of the search: it is
+    resampled again so that its tissue comes to the other's size (a long side of at most
+    ``working_size``), and the search starts near scale 1.
+    """
     factor = working_factor([np.shape(moving), np.shape(fixed)], working_size)
-    return prepare(moving, factor), prepare(fixed, factor)
+    prepared = [prepare(moving, factor), prepare(fixed, factor)]
+    areas = [max(int(np.count_nonzero(p.mask)), 1) for p in prepared]
+    gap = float(np.sqrt(max(areas) / min(areas)))
+    if gap > SIZE_GAP:
+        small = int(np.argmin(areas))
+        image = (moving, fixed)[small]
+        larger = min(factor * gap, working_size / max(np.shape(image)[:2]))
+        if larger > factor * SIZE_GAP:
+            prepared[small] = prepare(image, larger)
+    return prepared[0], prepared[1]

@@ -33,7 +33,7 @@ from ..files.tables import Pair, read_landmarks, read_pairs_table
 from ..progress import STOP, Progress
 from ..registration.features import StructurePyramid
 from ..registration.pose import search_pose
-from ..registration.preprocess import prepare_pair, resample, to_float, working_factor
+from ..registration.preprocess import prepare_pair, resample, to_float
 from ..registration.refine import refine_affine
 from .config import network_input_size
 
@@ -172,7 +172,6 @@ def _posed_pair(moving, fixed, moving_landmarks_xy, fixed_landmarks_xy, working_
     working_size = working_size or network_input_size()
     moving, fixed = np.asarray(moving), np.asarray(fixed)
     moving_full, fixed_full = full_shapes or (moving.shape, fixed.shape)
-    factor = working_factor([moving.shape, fixed.shape], working_size)
     prepared_moving, prepared_fixed = prepare_pair(moving, fixed, working_size)
     pyramid = StructurePyramid(prepared_moving, prepared_fixed)
     poses = search_pose(pyramid)
@@ -186,7 +185,7 @@ def _posed_pair(moving, fixed, moving_landmarks_xy, fixed_landmarks_xy, working_
         moving_lm = transforms.apply_to_points(transforms.invert(to_full), np.asarray(moving_landmarks_xy, float))
         fixed_lm = np.asarray(fixed_landmarks_xy, float)
     result = TrainingPair(
-        name, resize_float(moving, factor), resize_float(fixed, factor), pose, factor=1.0,
+        name, resize_float(moving, prepared_moving.factor), resize_float(fixed, prepared_fixed.factor), pose, factor=1.0,
         moving_landmarks=moving_lm, fixed_landmarks=fixed_lm,
         fixed_to_original=transforms.compose(prepared_fixed.to_input,
                                              transforms.resample_matrix(fixed.shape, fixed_full)),
