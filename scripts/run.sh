@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+export QT_API=${QT_API:-pyqt6}  # the Qt 6 binding setup.sh installs (QT_API=pyside6 or pyqt5 if you installed those)
 if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
   exec .venv/bin/napari -w napari-histoaffine "Register sections (with sample pair)"
 fi

@@ -26,4 +26,7 @@ fi
 # Pinned: this version is a local CPU build; an unpinned torch pulls a multi-GB CUDA build.
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -e ".[testing]"
+# Qt 6 (PyQt6) only: a venv made when the default was PyQt5 still has it, and qtpy would pick it first.
+old_qt=$(.venv/bin/python -m pip list --format=freeze 2>/dev/null | grep -io '^pyqt5[a-z0-9_-]*' || true)
+[ -z "$old_qt" ] || .venv/bin/python -m pip uninstall -q -y $old_qt
 echo "$wanted" > "$STAMP"

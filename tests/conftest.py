@@ -1,8 +1,8 @@
 """Shared fixtures, and the ``gui`` marker: tests that need Qt and a display.
 
-Every test that uses ``qtbot`` or ``make_napari_viewer`` is marked ``gui``. ``pytest -m "not gui"``
-runs the rest (engine, files, CLI, Qt-free napari glue) on a machine without a display; without one,
-gui tests are skipped with the reason instead of aborting the run.
+Every test that uses ``qtbot`` or ``make_napari_viewer`` is marked ``gui``, and a test may carry the mark
+itself. ``pytest -m "not gui"`` runs the rest (engine, files, CLI, Qt-free napari glue) on a machine
+without a display; without one, gui tests are skipped with the reason instead of aborting the run.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _has_display() -> bool:
 def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="needs a display for Qt: run under xvfb-run -a, or deselect with -m 'not gui'")
     for item in items:
-        if GUI_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if GUI_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("gui"):
             item.add_marker("gui")
             if not _has_display():
                 item.add_marker(skip)

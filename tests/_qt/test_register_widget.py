@@ -127,7 +127,7 @@ def test_flagged_result_offers_alternative(qtbot, setup):
     assert "check this result" in text and verdict.reason in text and f"({100 * verdict.confidence:.0f} %)" in text
     assert button.isEnabled() and not button.isHidden() and button.text() == "Try the other mirror state"
 
-    qtbot.mouseClick(button, Qt.LeftButton)
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     assert widget.worker is not None and not button.isEnabled()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
     assert widget.result.flipped == automatic.flipped and not widget.result.verdict.flagged

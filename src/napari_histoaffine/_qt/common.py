@@ -17,7 +17,7 @@ def scrolled_layout(owner: QWidget) -> QVBoxLayout:
     main window fits a 1366 × 768 screen and the lower controls are a scroll away."""
     inner, area = QWidget(), QScrollArea()
     area.setWidgetResizable(True)
-    area.setFrameShape(QFrame.NoFrame)
+    area.setFrameShape(QFrame.Shape.NoFrame)
     area.setWidget(inner)
     outer = QVBoxLayout(owner)
     outer.setContentsMargins(0, 0, 0, 0)

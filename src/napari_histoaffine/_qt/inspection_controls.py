@@ -28,7 +28,7 @@ class InspectionControls(QGroupBox):
         self.view_combo = QComboBox()
         self.view_combo.addItems([OFF, *inspection.VIEWS])
         self.view_combo.currentTextChanged.connect(lambda _: self.update_view())
-        self.slider = QSlider(Qt.Horizontal)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(1, 100)
         self.slider.setValue(50)
         self.slider.valueChanged.connect(lambda _: self.update_view())

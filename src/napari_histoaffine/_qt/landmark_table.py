@@ -16,7 +16,7 @@ class LandmarkTable(QWidget):
         self.rtre = np.zeros(0)
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels(["#", "TRE (px)", "rTRE"])
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.summary = QLabel("No landmarks compared yet.")
         self.summary.setWordWrap(True)

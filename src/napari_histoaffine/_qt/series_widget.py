@@ -74,13 +74,13 @@ class SeriesWidget(QWidget):
         for name in names:
             if name != self.reference_combo.currentText():
                 item = QListWidgetItem(name)
-                item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-                item.setCheckState(ticked.get(name, Qt.Checked))
+                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                item.setCheckState(ticked.get(name, Qt.CheckState.Checked))
                 self.sections.addItem(item)
 
     def ticked(self) -> list[str]:
         return [self.sections.item(i).text() for i in range(self.sections.count())
-                if self.sections.item(i).checkState() == Qt.Checked]
+                if self.sections.item(i).checkState() == Qt.CheckState.Checked]
 
     def start(self) -> None:
         """Read every ticked section at the reference's pixel size, then register them in one worker."""
