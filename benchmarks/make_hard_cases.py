@@ -1,21 +1,29 @@
-"""Build the hard pose benchmark: shared stain pairs in which the outline says nothing about the pose.
+"""Build the hard benchmark: stain pairs of a specimen dataset made hard for a registration engine.
 
-Four kinds of case, each source warped by a random large affine as in ``shared/bench/make_cases.py``
-(any rotation, scale 0.8–1.25, mild anisotropy and shear) and half of them mirrored:
+Every source is warped by a random large affine as in ``shared/bench/make_cases.py`` (any rotation,
+scale 0.8–1.25, mild anisotropy and shear), half of them mirrored; the kinds of case:
 
-- ``disc``: both sections cut to the same centred disc or ellipse of tissue (background outside), so
-  only interior structure fixes rotation and mirror;
+- ``disc``: both sections cut to the same centred disc or ellipse of tissue (the outline tells nothing);
 - ``frame``: crops of the tissue interior, so tissue fills the whole frame on both sides;
 - ``partial``: one image cropped to 60–80 % of the other's extent (either side);
-- ``pale``: pairs of the palest stains, both faded further towards white.
+- ``pale``: pairs of the palest stains of a tissue, both faded further towards white;
+- ``scale-gap``: the whole source shown at 0.35–0.6× or 1.6–2.8× the target's scale;
+- ``low-res``: the whole source 3–4× smaller than the target (downsampled with anti-aliasing);
+- ``artifacts``: pen-marker strokes, dust, a fold band and air bubbles on one image or both;
+- ``extra-tissue``: a piece of another section (15–40 % of this one's area) on the glass beside it;
+- ``uneven-background``: grey or yellowish glass under an illumination gradient or vignette;
+- ``heavy-jpeg``: both images saved at JPEG quality 8–20;
+- ``inverted``: one image on a dark background (inverted, or a stain channel as fluorescence).
 
 The geometry of every case comes from the best affine fit of the expert landmarks of the original
-pair; the landmarks of both sides are carried along (shifted by crops, warped with the source), so
-``score.py`` scores the cases as it scores the shared ones. Two parts with independent seeds: the
-development part (tune and calibrate on it) and the final part (look at it only for the numbers you
-report).
+pair; the landmarks of both sides are carried along (shifted by crops and canvases, warped with the
+source; painting moves none), so ``score.py`` scores the cases as it scores the shared ones. Two
+parts with independent seeds: the development part (tune and calibrate on it) and the final part
+(look at it only for the numbers you report). The dataset is any ``--spec`` in the layout of
+``shared/data/anhir-lung-lesion-3`` (pairs with ``tissue``, images and ANHIR landmark CSVs).
 
-usage: python benchmarks/make_hard_cases.py OUT_DIR --part dev|final [--per-kind N] [--seed S]
+usage: python benchmarks/make_hard_cases.py OUT_DIR --part dev|final [--spec SPEC.json]
+       [--kinds KIND,...] [--per-kind N] [--seed S]
 Output: OUT_DIR/pairs.csv (ANHIR/BIRL layout, plus ``Kind``),
 OUT_DIR/images/, OUT_DIR/landmarks/.
 """
@@ -25,15 +33,23 @@ import argparse
 import csv
 import json
 import math
+import sys
+import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 from scipy import ndimage
 
+sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/ is a folder of scripts, not a package
+import hard_kinds  # noqa: E402
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SPEC = SHARED / "data/anhir-lung-lesion-3/spec.json"
-KINDS = ("disc", "frame", "partial", "pale")
+OLD_KINDS = ("disc", "frame", "partial", "pale")
+NEW_KINDS = ("scale-gap", "low-res", "artifacts", "extra-tissue", "uneven-background", "heavy-jpeg", "inverted")
+KINDS = OLD_KINDS + NEW_KINDS
+SCALES = {"scale-gap": ((0.35, 0.6), (1.6, 2.8)), "low-res": ((0.25, 1 / 3),)}  # the source's scale
 SEEDS = {"dev": 1001, "final": 2002}
 ORACLE_LIMIT = 0.015  # cases whose landmark fit leaves more are redrawn
 MIN_LANDMARKS = 10    # and those with fewer landmarks visible in both images
@@ -85,10 +101,11 @@ def random_linear(rng: np.random.Generator, flip: bool) -> tuple[np.ndarray, flo
 
 
 def tissue_mask(image: np.ndarray) -> np.ndarray:
-    """Rough tissue mask (darker than the bright background), for placing crops inside tissue."""
+    """Rough tissue mask (darker than a bright background, brighter than a dark one), for placing crops inside tissue."""
     gray = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (0, 0), 4)
     background = np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]]))
-    mask = cv2.morphologyEx((gray < background - 8).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((25, 25), np.uint8))
+    tissue = gray < background - 8 if background >= 128 else gray > background + 8
+    mask = cv2.morphologyEx(tissue.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((25, 25), np.uint8))
     return ndimage.binary_fill_holes(mask)
 
 
@@ -126,13 +143,15 @@ class Case:
 
     A landmark counts when it lies inside both images and, where given, ``inside`` says it is not
     in painted-over background: a crop's landmarks elsewhere mark structure neither image shows.
+    ``quality`` is the JPEG quality (target, source) the images are saved at.
     """
 
-    def __init__(self, target, target_points, source, source_points, inside=None):
+    def __init__(self, target, target_points, source, source_points, inside=None, quality=(95, 95)):
         visible = _in_frame(target_points, target.shape) & _in_frame(source_points, source.shape)
         visible &= True if inside is None else inside
         self.target, self.target_points = target, target_points[visible]
         self.source, self.source_points = source, source_points[visible]
+        self.quality = quality
 
     def oracle_rtre(self) -> float:
         """Median rTRE of the best affine fit of the landmarks: the floor of any affine registration."""
@@ -140,6 +159,17 @@ class Case:
             return float("inf")
         fitted = apply(affine_fit(self.source_points, self.target_points), self.source_points)
         return float(np.median(np.hypot(*(fitted - self.target_points).T)) / np.hypot(*self.target.shape[:2]))
+
+
+def place_whole(rng, linear: np.ndarray, source: np.ndarray, fill, unit) -> tuple[np.ndarray, np.ndarray]:
+    """The whole source under ``linear``, with 0–15 % of ``unit`` (x, y) of glass added on every side; its shift."""
+    sh, sw = source.shape[:2]
+    corners = apply(linear, np.array([[0, 0], [sw, 0], [0, sh], [sw, sh]], float))
+    lo, hi = corners.min(0), corners.max(0)
+    pad_lo, pad_hi = rng.uniform(0.0, 0.15, 2) * unit, rng.uniform(0.0, 0.15, 2) * unit
+    place = translation(*(pad_lo - lo))
+    size = np.ceil(hi - lo + pad_lo + pad_hi).astype(int)
+    return warp(source, place @ linear, tuple(size), fill), place
 
 
 def make_case(kind: str, rng, target, source, lt, ls, flip: bool) -> tuple[Case, float, float]:
@@ -201,12 +231,8 @@ def make_case(kind: str, rng, target, source, lt, ls, flip: bool) -> tuple[Case,
         new_source = warp(source, place @ linear, tuple(np.round(2 * s_half).astype(int)), fill_s)
         return Case(new_target, apply(target_crop, lt), new_source, apply(place @ linear, ls)), angle, scale
 
-    corners = apply(linear, np.array([[0, 0], [sw, 0], [0, sh], [sw, sh]], float))
-    lo, hi = corners.min(0), corners.max(0)
-    pad_lo, pad_hi = rng.uniform(0.0, 0.15, 2) * [sw, sh], rng.uniform(0.0, 0.15, 2) * [sw, sh]
-    place = translation(*(pad_lo - lo))
-    size = np.ceil(hi - lo + pad_lo + pad_hi).astype(int)
-    new_source = warp(source, place @ linear, tuple(size), fill_s)
+    new_source, place = place_whole(rng, linear, source, fill_s, [sw, sh])
+    size = np.array(new_source.shape[1::-1])
     new_target, target_crop = target, np.eye(3)
     if kind == "partial":
         keep = rng.uniform(0.6, 0.8, 2)
@@ -224,76 +250,155 @@ def make_case(kind: str, rng, target, source, lt, ls, flip: bool) -> tuple[Case,
     return Case(new_target, apply(target_crop, lt), new_source, apply(place @ linear, ls)), angle, scale
 
 
+def one_or_both(rng) -> tuple[str, ...]:
+    return [("target",), ("source",), ("target", "source")][rng.integers(3)]
+
+
+def make_new_case(kind: str, rng, target, source, lt, ls, donors, flip: bool) -> tuple[Case, float, float]:
+    """A case of the kinds after ``pale``: the whole source under a random large affine, then painted over."""
+    linear, angle, scale = random_linear(rng, flip)
+    if kind in SCALES:  # the kind's scale replaces the affine's own; rotation, shear and mirror stay
+        ranges = SCALES[kind]
+        wanted = rng.uniform(*ranges[rng.integers(len(ranges))])
+        linear[:2, :2] *= wanted / scale
+        scale = wanted
+    if scale < 1:  # a smaller image of the same glass is a lower resolution scan, not an aliased one
+        source = cv2.GaussianBlur(source, (0, 0), (1 / scale - 1) / 2)
+    fills = {"target": background_colour(target), "source": background_colour(source)}
+    # glass in proportion to the section as shown, so that a small source is not mostly glass
+    new_source, place = place_whole(rng, linear, source, fills["source"], scale * np.array(source.shape[1::-1]))
+    images = {"target": target, "source": new_source}
+    to_image = {"target": np.eye(3), "source": place @ linear}  # original landmarks → the image's pixels
+    quality = (95, 95)
+    if kind == "heavy-jpeg":
+        quality = tuple(int(q) for q in rng.integers(8, 21, 2))
+    elif kind == "inverted":
+        side = ("target", "source")[rng.integers(2)]
+        images[side] = hard_kinds.inverted(rng, images[side], fills[side])
+    elif kind == "artifacts":
+        for side in one_or_both(rng):
+            images[side] = hard_kinds.artifacts(rng, images[side], tissue_mask(images[side]))
+    elif kind == "uneven-background":
+        for side in one_or_both(rng):
+            images[side] = hard_kinds.uneven_background(rng, images[side])
+    elif kind == "extra-tissue":
+        for side in one_or_both(rng):
+            mask = tissue_mask(images[side])
+            donor = donors[rng.integers(len(donors))]
+            relit = hard_kinds.relight(donor, background_colour(donor), fills[side])
+            area = rng.uniform(0.15, 0.4) * hard_kinds.section_area(mask)
+            piece = hard_kinds.cut_fragment(rng, relit, tissue_mask(donor), area)
+            images[side], shift = hard_kinds.place_beside(rng, images[side], mask, *piece, fills[side])
+            to_image[side] = translation(*shift) @ to_image[side]
+    case = Case(images["target"], apply(to_image["target"], lt), images["source"], apply(to_image["source"], ls),
+                quality=quality)
+    return case, angle, scale
+
+
+def draw_cases(make, kind: str, count: int, rng, *args):
+    """``count`` cases of one kind, half of them mirrored: (k, flip, (case, angle, scale) or None)."""
+    flips = rng.permutation([i % 2 == 1 for i in range(count)])
+    for k, flip in enumerate(flips):
+        # a case no affine map can register (its landmark fit fails) tests nothing: redraw it,
+        # and leave it out where 20 draws cannot make one (small crops of a poorly fitting pair)
+        drawn = (make(kind, rng, *args, flip=bool(flip)) for _ in range(20))
+        yield k, flip, next(((c, a, s) for c, a, s in drawn if c.oracle_rtre() <= ORACLE_LIMIT), None)
+
+
 def stain(path: str) -> str:
     return Path(path).stem.split("-w35-")[-1].split("-les")[0]
 
 
-def palest_stains(spec, root: Path) -> set[str]:
-    """The stains whose tissue is faintest (highest mean grey level inside their tissue mask)."""
-    paths = {stain(p[side]): root / p[side] for p in spec["pairs"] for side in ("source", "target")}
-    level = {}
-    for name, path in paths.items():
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        level[name] = float(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[tissue_mask(image)].mean())
-    return set(sorted(level, key=level.get)[-PALEST:])
+def palest_images(spec, images: dict) -> set[str]:
+    """Per tissue, the images whose tissue is faintest (highest mean grey level inside their tissue mask)."""
+    level = {path: float(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[tissue_mask(image)].mean())
+             for path, image in images.items()}
+    tissues = {}
+    for pair in spec["pairs"]:
+        tissues.setdefault(pair.get("tissue", ""), set()).update((pair["source"], pair["target"]))
+    return {path for paths in tissues.values() for path in sorted(paths, key=level.get)[-PALEST:]}
+
+
+def donors_for(pair, spec, images: dict) -> list[np.ndarray]:
+    """Images to cut extra tissue from: another tissue's where the spec has several, else another pair's."""
+    tissue_of = {p[side]: p.get("tissue", "") for p in spec["pairs"] for side in ("source", "target")}
+    others = [path for path in images if tissue_of[path] != pair.get("tissue", "")]
+    others = others or [path for path in images if path not in (pair["source"], pair["target"])] or list(images)
+    return [images[path] for path in others]
+
+
+def write_case(out: Path, name: str, case: Case) -> dict:
+    """Save a case's images and landmarks; the pairs-table columns that name them."""
+    files = {side: f"{name}__{side}" for side in ("target", "source")}
+    for (side, image, points), quality in zip((("target", case.target, case.target_points),
+                                               ("source", case.source, case.source_points)), case.quality):
+        cv2.imwrite(str(out / f"images/{files[side]}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        write_landmarks(out / f"landmarks/{files[side]}.csv", points)
+    th, tw = case.target.shape[:2]
+    return {"Target image": f"images/{files['target']}.jpg", "Source image": f"images/{files['source']}.jpg",
+            "Target landmarks": f"landmarks/{files['target']}.csv",
+            "Source landmarks": f"landmarks/{files['source']}.csv",
+            "Image size [pixels]": f"({th}, {tw})", "Image diagonal [pixels]": f"{math.hypot(th, tw):.1f}"}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out")
     parser.add_argument("--part", choices=sorted(SEEDS), required=True)
+    parser.add_argument("--spec", type=Path, default=SPEC, help="the dataset (default: the shared lung-lesion-3)")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated kinds (default: all)")
     parser.add_argument("--seed", type=int, default=None,
                         help="another seed for more development cases (default: the part's own seed)")
     parser.add_argument("--per-kind", type=int, default=None,
                         help="cases per stain pair and kind (default: 2 for dev, 3 for final; pale: pale pairs only)")
     args = parser.parse_args(argv)
+    kinds = set(args.kinds.split(","))
+    if kinds - set(KINDS):
+        parser.error(f"unknown kinds {', '.join(sorted(kinds - set(KINDS)))}; the kinds: {', '.join(KINDS)}")
     per_kind = args.per_kind or {"dev": 2, "final": 3}[args.part]
-    rng = np.random.default_rng(SEEDS[args.part] if args.seed is None else args.seed)
-    spec = json.loads(SPEC.read_text())
-    root = SPEC.parent
-    pale = palest_stains(spec, root)
+    seed = SEEDS[args.part] if args.seed is None else args.seed
+    rng = np.random.default_rng(seed)
+    # every later kind has a stream of its own, so that adding or choosing kinds changes no other kind's cases
+    new_rngs = {kind: np.random.default_rng([seed, zlib.crc32(kind.encode())]) for kind in NEW_KINDS}
+    spec = json.loads(args.spec.read_text())
+    root = args.spec.parent / spec.get("root", "")
+    images = {path: cv2.imread(str(root / path), cv2.IMREAD_COLOR)
+              for pair in spec["pairs"] for path in (pair["source"], pair["target"])}
+    pale = palest_images(spec, images)
     out = Path(args.out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "landmarks").mkdir(exist_ok=True)
     rows, skipped = [], []
     for pair in spec["pairs"]:
-        target = cv2.imread(str(root / pair["target"]), cv2.IMREAD_COLOR)
-        source = cv2.imread(str(root / pair["source"]), cv2.IMREAD_COLOR)
-        lt, ls = read_landmarks(root / pair["target_landmarks"]), read_landmarks(root / pair["source_landmarks"])
-        pale_pair = {stain(pair["source"]), stain(pair["target"])} <= pale
-        for kind in KINDS:
-            count = per_kind * (4 if pale_pair else 0) if kind == "pale" else per_kind
-            flips = rng.permutation([i % 2 == 1 for i in range(count)])
-            for k, flip in enumerate(flips):
-                case_name = f"{pair['name']}__{kind}{k}"
-                # a case no affine map can register (its landmark fit fails) tests nothing: redraw it,
-                # and leave it out where 20 draws cannot make one (small crops of a poorly fitting pair)
-                drawn = (make_case(kind, rng, target, source, lt, ls, bool(flip)) for _ in range(20))
-                fit = next(((c, a, s) for c, a, s in drawn if c.oracle_rtre() <= ORACLE_LIMIT), None)
-                if fit is None:
-                    skipped.append(case_name)
-                    continue
-                case, angle, scale = fit
-                files = {side: f"{case_name}__{side}" for side in ("target", "source")}
-                for side, image, points in (("target", case.target, case.target_points),
-                                            ("source", case.source, case.source_points)):
-                    cv2.imwrite(str(out / f"images/{files[side]}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-                    write_landmarks(out / f"landmarks/{files[side]}.csv", points)
-                th, tw = case.target.shape[:2]
-                rows.append({"Target image": f"images/{files['target']}.jpg",
-                             "Source image": f"images/{files['source']}.jpg",
-                             "Target landmarks": f"landmarks/{files['target']}.csv",
-                             "Source landmarks": f"landmarks/{files['source']}.csv",
-                             "Image size [pixels]": f"({th}, {tw})",
-                             "Image diagonal [pixels]": f"{math.hypot(th, tw):.1f}",
-                             "Case": case_name, "Tissue": pair.get("tissue", ""), "Kind": kind,
-                             "Rotation [deg]": f"{angle:.1f}", "Scale": f"{scale:.3f}", "Flip": int(flip)})
+        target, source = images[pair["target"]], images[pair["source"]]
+        lt, ls = (read_landmarks(root / pair[side]) * pair.get("landmark_scale", 1.0)
+                  for side in ("target_landmarks", "source_landmarks"))
+        drawn = []
+        if kinds & set(OLD_KINDS):
+            # the first kinds share one stream, as their published cases did: each is drawn even when not asked for
+            pale_pair = {pair["source"], pair["target"]} <= pale
+            for kind in OLD_KINDS:
+                count = per_kind * (4 if pale_pair else 0) if kind == "pale" else per_kind
+                cases = list(draw_cases(make_case, kind, count, rng, target, source, lt, ls))
+                drawn += [(kind, *case) for case in cases if kind in kinds]
+        donors = donors_for(pair, spec, images)
+        for kind in (kind for kind in NEW_KINDS if kind in kinds):
+            drawn += [(kind, *case) for case in
+                      draw_cases(make_new_case, kind, per_kind, new_rngs[kind], target, source, lt, ls, donors)]
+        for kind, k, flip, fit in drawn:
+            case_name = f"{pair['name']}__{kind}{k}"
+            if fit is None:
+                skipped.append(case_name)
+                continue
+            case, angle, scale = fit
+            rows.append({**write_case(out, case_name, case), "Case": case_name, "Tissue": pair.get("tissue", ""),
+                         "Kind": kind, "Rotation [deg]": f"{angle:.1f}", "Scale": f"{scale:.3f}", "Flip": int(flip)})
     with open(out / "pairs.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"{len(rows)} cases ({args.part}; palest stains: {', '.join(sorted(pale))}) written to {out}; "
-          f"left out (no affine fit within {ORACLE_LIMIT}): {', '.join(skipped) or 'none'}")
+    print(f"{len(rows)} cases ({args.part}; palest stains: {', '.join(sorted(stain(p) for p in pale))}) written to "
+          f"{out}; left out (no affine fit within {ORACLE_LIMIT}): {', '.join(skipped) or 'none'}")
     return 0
 
 
