@@ -11,7 +11,7 @@ import sys
 
 from .. import __version__
 from ..errors import HistoAffineError
-from . import register, tables, train
+from . import register, tables, train, transfer
 from .common import report
 
 
@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (register.add_register, tables.add_evaluate, train.add_train, tables.add_register_batch,
-                tables.add_register_series, register.add_warp, register.add_demo):
+                tables.add_register_series, register.add_warp, register.add_demo,
+                transfer.add_transfer_annotations):
         add(subparsers)
     return parser
 

@@ -247,3 +247,14 @@ def read_transform_file(path, moving_geometry: ImageGeometry | None = None) -> n
     if matrix.shape != (3, 3) or not np.isfinite(matrix).all():
         raise InputError(f"{path.name} is not a transform JSON with a 3x3 'matrix'")
     return matrix
+
+
+def read_transform_chain(steps) -> np.ndarray:
+    """One moving → fixed matrix from transform files applied one after the other: ``steps`` are ``(path,
+    inverse)`` pairs, each read by :func:`read_transform_file` and inverted where ``inverse`` is true (a
+    series: section A onto the reference, then the reference onto section B is ``[(A, False), (B, True)]``)."""
+    matrices = []
+    for path, inverse in steps:
+        matrix = read_transform_file(path)
+        matrices.append(_inverse(matrix, Path(path).name) if inverse else matrix)
+    return transforms.compose(*matrices)
