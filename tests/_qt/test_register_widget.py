@@ -371,6 +371,25 @@ def test_bad_inputs_notify(qtbot, setup):
     assert "Weights file not found" in attempt("fixed (IHC)", "moving (restained)")
 
 
+def test_images_without_tissue_are_refused_with_one_notification(qtbot, setup):
+    """A noisy blank slide and a 20 x 20 px image: one notification naming the layer, no worker, layers untouched."""
+    viewer, widget, errors = setup
+    blank = np.clip(240 + np.random.default_rng(0).normal(0, 3, (300, 400, 3)), 0, 255).astype(np.uint8)
+    viewer.add_image(blank, name="empty glass", rgb=True)
+    viewer.add_image(np.ascontiguousarray(viewer.layers["fixed (IHC)"].data[200:220, 200:220]), name="thumb", rgb=True)
+    looks = [(layer.name, np.array(layer.affine.affine_matrix), layer.opacity) for layer in viewer.layers]
+    for name, words in (("empty glass", "shows no tissue"), ("thumb", "is 20 x 20 px: too small")):
+        widget.pickers.moving_combo.setCurrentText(name)
+        errors.clear()
+        widget.register_button.click()
+        assert widget.worker is None and widget.result is None
+        assert errors == [errors[0]] and errors[0].startswith(f"The moving image '{name}' {words}")
+        assert widget.status.text().startswith("Not registered")
+    assert [(layer.name, layer.opacity) for layer in viewer.layers] == [(name, opacity) for name, _, opacity in looks]
+    for layer, (_, affine, _) in zip(viewer.layers, looks):
+        np.testing.assert_array_equal(layer.affine.affine_matrix, affine)
+
+
 def test_a_pyramid_against_a_large_array_meets_at_one_pixel_size(qtbot, make_napari_viewer, monkeypatch):
     """B3: a 4-level moving pyramid against a single-scale fixed array 4× the sample's size: the
     levels are chosen jointly, so the engine gets both sections at one pixel size, and the pose is right."""

@@ -140,3 +140,38 @@ def test_demo_registers_the_sample_pair_within_the_success_threshold(tmp_path, c
     median = float(line.split("rTRE median ")[1].split()[0])
     assert median < 0.005
     assert (tmp_path / "registered" / "transform.json").is_file()
+
+
+def _run_cli(*args):
+    script = Path(sys.executable).with_name("histoaffine")
+    if not script.is_file():
+        pytest.skip(f"console script not installed next to {sys.executable}")
+    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("bad", ["blank", "tiny"])
+def test_an_image_without_tissue_is_refused_in_one_line(cases, tmp_path, bad):
+    image = np.full((256, 256, 3), 255, np.uint8) if bad == "blank" else read_image(cases / "fixed.png").data[:20, :20]
+    write_image(tmp_path / f"{bad}.png", np.ascontiguousarray(image))
+    run = _run_cli("register", str(tmp_path / f"{bad}.png"), str(cases / "fixed.png"), "--out", str(tmp_path / "out"),
+                   *FAST)
+    words = "shows no tissue" if bad == "blank" else "is 20 x 20 px: too small to hold any structure"
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.strip() == run.stderr.strip().splitlines()[0]  # one line, no traceback, no progress
+    assert run.stderr.startswith(f"histoaffine: error: The moving image '{tmp_path / f'{bad}.png'}' {words}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_nan_and_inf_pixels_count_as_background_without_warnings(cases, tmp_path):
+    import tifffile
+
+    moving = read_image(cases / "moving.png").data.astype(np.float32) / 255
+    moving[100:140, 100:140] = np.nan
+    moving[:8] = np.inf
+    tifffile.imwrite(tmp_path / "moving.tif", moving)
+    run = _run_cli("register", str(tmp_path / "moving.tif"), str(cases / "fixed.png"), "--out", str(tmp_path / "out"),
+                   *FAST)
+    assert run.returncode == 0 and "registered in" in run.stdout
+    assert all(line.startswith("[") for line in run.stderr.splitlines()), run.stderr  # progress only: no warnings
+    warped = read_image(tmp_path / "out" / "warped.png").data
+    assert warped.dtype == np.uint8

@@ -1,9 +1,11 @@
-"""Odd inputs to the main API: each gets a registration with a finite matrix or one specific error."""
+"""Odd inputs to the main API: each gets a registration with a finite matrix or one specific error (an image
+with nothing to register, e.g. constant, one bright pixel or under 32 px a side, is refused in one line)."""
 import numpy as np
 import pytest
 
-from napari_histoaffine.errors import InputError
+from napari_histoaffine.errors import InputError, UnusableImageError
 from napari_histoaffine.files.images import read_image, write_image
+from napari_histoaffine.registration.checks import MIN_SIDE
 from napari_histoaffine.registration.pipeline import register
 
 RNG = np.random.default_rng(7)
@@ -54,8 +56,10 @@ def test_every_odd_image_gets_a_result_or_a_specific_error(fixed, name, shape, d
         result = register(moving, fixed)
     except InputError as error:
         assert str(error) and "\n" not in str(error)
-        assert min(shape) < 2, f"refused a usable image: {error}"
+        nothing = min(shape) < MIN_SIDE or values in ("constant", "one pixel")
+        assert nothing and isinstance(error, UnusableImageError), f"refused a usable image: {error}"
         return
+    assert min(shape) >= MIN_SIDE and values not in ("constant", "one pixel"), "nothing to register, yet registered"
     assert np.isfinite(result.matrix).all() and 0.0 <= result.verdict.confidence <= 1.0
     if values in ("constant", "one pixel") or min(shape) < 8:
         assert result.verdict.flagged, "nothing to register, yet not flagged"

@@ -4,6 +4,7 @@ import pytest
 from test_pipeline import known_pair, tissue_grid
 
 from napari_histoaffine import transforms
+from napari_histoaffine.errors import UnusableImageError
 from napari_histoaffine.evaluation.metrics import image_diagonal, landmark_stats
 from napari_histoaffine.registration.pipeline import register
 from napari_histoaffine.registration.refine import Race
@@ -115,8 +116,15 @@ def _one_bright_pixel():
     lambda ihc: _one_bright_pixel(),                                       # black, one bright pixel
     lambda ihc: np.tile(ihc[:20], (1, 6, 1))[:, :2000],                    # a 20-px strip
 ], ids=["white", "tiny", "noise", "one-pixel", "strip"])
-def test_an_image_without_usable_structure_gives_a_flagged_result(disc_ihc, make_moving):
-    """No singular Gauss–Newton system may escape as a crash: such a pair is registered and flagged."""
-    result = register(make_moving(disc_ihc), disc_ihc)
+def test_an_image_without_usable_structure_is_refused_or_flagged(disc_ihc, make_moving):
+    """No singular Gauss–Newton system may escape as a crash: such an image is refused in one line (blank,
+    tiny, a lone pixel, a 20-px strip) or, noise, registered and flagged."""
+    moving = make_moving(disc_ihc)
+    try:
+        result = register(moving, disc_ihc)
+    except UnusableImageError as error:
+        assert "\n" not in str(error) and ("too small" in str(error) or "shows no tissue" in str(error))
+        return
+    assert moving.shape == (32, 32)  # only the noise is registered
     assert np.isfinite(result.matrix).all()
     assert result.verdict.flagged and result.verdict.confidence < 0.5

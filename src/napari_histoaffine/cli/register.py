@@ -9,15 +9,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import HistoAffineError
+from ..errors import HistoAffineError, UnusableImageError
 from .common import positive_int, registration_arguments, registration_options, report
 
 PREVIEW_MAX = 1024  # long side of warped.png for whole-slide images; `histoaffine warp` writes full resolution
 
 
 def _to_uint8(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Warped float pixels back to 8 bits (integer inputs scaled from their range, floats from [0, 1])."""
+    """Warped float pixels back to 8 bits (integer inputs scaled from their range, floats from [0, 1]); NaN and inf
+    pixels are background, as the registration counts them: the brightest finite value."""
     top = np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1.0
+    finite = np.isfinite(image)
+    if not finite.all():
+        image = np.where(finite, image, image[finite].max(initial=top))
     return np.clip(np.round(image * (255.0 / top)), 0, 255).astype(np.uint8)
 
 
@@ -37,7 +41,10 @@ def _run_register(args: argparse.Namespace) -> int:
     diagonal = metrics.image_diagonal(fixed.full_shape)
     if target is not None:
         metrics.landmark_stats(source, target, diagonal)  # different lengths fail before the registration
-    result = register(moving, fixed, registration_options(args), on_progress=report)
+    try:
+        result = register(moving, fixed, registration_options(args), on_progress=report)
+    except UnusableImageError as exc:  # the one line names the file
+        raise exc.named(args.moving if exc.role == "moving" else args.fixed) from None
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ from ..files.transform_files import elastix_affine_text, itk_tfm_text, read_tran
 from ..registration.options import RegistrationOptions
 from ..registration.results import RegistrationResult
 from ..warp import warp_steps
+from .annotations import SECTION
 from .layer_transforms import (
     data_to_world_matrix,
     fit_affine,
@@ -67,8 +68,13 @@ class RegistrationInputs:
 
     @classmethod
     def from_layers(cls, picked: PickedLayers, options: RegistrationOptions) -> RegistrationInputs:
-        """The image layers' pixels at one common pixel size; raises InputError for unusable pixels."""
+        """The image layers' pixels at one common pixel size; raises InputError for unusable pixels (naming the
+        layer of a blank, uniform or tiny image at once, before a worker starts)."""
+        from ..registration.checks import check_image  # torch only once a registration starts
+
         (fixed, fixed_full), (moving, moving_full) = pair_arrays((picked.fixed, picked.moving), options.working_size)
+        check_image(moving, "moving", picked.moving.name, moving_full)
+        check_image(fixed, "fixed", picked.fixed.name, fixed_full)
         return cls(moving, fixed, options, moving_full, fixed_full)
 
     def keywords(self, **extra) -> dict:
@@ -134,6 +140,7 @@ class RegistrationSession:
         self.result: RegistrationResult | None = None
         self.adjusted: str | None = None
         self.registered_points = None  # the moving landmarks mapped onto the fixed layer's grid (a Points layer)
+        self.annotations: list = []  # annotation layers bound to the moving section: they follow it
         self.mask_layers: list = []
         self.looks = SavedLooks()
         self._moving_world0 = None  # the moving image's data → world before the session changed it
@@ -151,8 +158,12 @@ class RegistrationSession:
             raise InputError("A layer of this registration was removed while it ran; nothing was applied")
         self._disconnect()
         self.looks.keep(picked.moving)
-        if picked.moving_points is not None:  # the moving landmarks follow their image while it is registered
-            self.looks.keep(picked.moving_points)
+        # the moving landmarks and the annotation layers bound to the moving section follow it while it is registered
+        self.annotations = [layer for layer in self.layers if layer.metadata.get(SECTION) == picked.moving.name
+                            and not same_layer(layer, picked.moving_points)]
+        for layer in [picked.moving_points, *self.annotations]:
+            if layer is not None:
+                self.looks.keep(layer)
         self._moving_world0 = self.looks.data_to_world(picked.moving)
         self.picked, self.inputs, self.result = picked, inputs, result
         if picked.fixed_points is not None:
@@ -185,14 +196,32 @@ class RegistrationSession:
         fixed, moving, _, moving_pts = self.picked
         self.result = replace(self.result, matrix=np.asarray(matrix, float))
         self.adjusted = adjusted
-        fixed_world = data_to_world_matrix(fixed)
-        show_registered(moving, matrix, fixed_world)
-        if moving_pts is not None:
-            points_to_moving_data = np.linalg.inv(self._moving_world0) @ self.looks.data_to_world(moving_pts)
-            moving_pts.affine = (fixed_world @ transforms.xy_to_rowcol(matrix) @ points_to_moving_data
-                                 @ np.linalg.inv(layer_matrices(moving_pts)[0]))
+        show_registered(moving, matrix, data_to_world_matrix(fixed))
+        for layer in [moving_pts, *self.annotations]:
+            if layer is not None and layer in self.layers:
+                self._follow(layer)
         self.events.matrix()
         self._update_registered_points()
+
+    def _follow(self, layer) -> None:
+        """Show ``layer`` (drawn on the moving section as it was before the session) with the shown matrix."""
+        to_moving_data = np.linalg.inv(self._moving_world0) @ self.looks.data_to_world(layer)
+        layer.affine = (data_to_world_matrix(self.picked.fixed) @ transforms.xy_to_rowcol(self.result.matrix)
+                        @ to_moving_data @ np.linalg.inv(layer_matrices(layer)[0]))
+
+    def bind(self, layer) -> None:
+        """Bind an annotation layer to the shown moving section: as shown now, it lies on that section as shown now;
+        from here on it follows the section, and Reset takes it back with the section (InputError: none shown)."""
+        if self.result is None:
+            raise InputError("No registration is shown: nothing to bind the annotations to")
+        layer.metadata[SECTION] = self.picked.moving.name
+        if not any(same_layer(layer, other) for other in self.annotations):
+            shown = data_to_world_matrix(layer)
+            unregistered = self._moving_world0 @ np.linalg.inv(data_to_world_matrix(self.picked.moving)) @ shown
+            layer.affine = unregistered @ np.linalg.inv(layer_matrices(layer)[0])
+            self.looks.keep(layer)
+            self.annotations.append(layer)
+        self._follow(layer)
 
     def correct(self, about_centre) -> None:
         """A correction by hand: ``about_centre`` (a flip, turn or shift in fixed pixels about the moved section's
@@ -309,6 +338,7 @@ class RegistrationSession:
         if self.registered_points is not None and self.registered_points in self.layers:
             self.layers.remove(self.registered_points)
         self.registered_points = None
+        self.annotations = []
         self.remove_masks()
         self.picked = self.inputs = self.result = self.adjusted = None
 

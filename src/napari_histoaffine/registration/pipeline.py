@@ -25,6 +25,7 @@ import torch
 from .. import transforms
 from ..errors import InputError
 from ..progress import Progress, run_steps
+from .checks import check_image
 from .features import StructurePyramid, downsample_pair, small_theta
 from .network import AffineNet
 from .options import RegistrationOptions
@@ -151,10 +152,13 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, options: RegistrationO
     by hand) is refined instead, without the network, and raced against the search's poses in the
     same way ("refine from here"). Either image may also be an ``ImageLevel`` as ``files.images.read_image``
     returns it. When arrays are reduced levels of larger images, ``*_full_shape`` gives the
-    full-resolution (rows, cols) the returned matrix refers to.
+    full-resolution (rows, cols) the returned matrix refers to. An image with nothing to register
+    (:func:`~napari_histoaffine.registration.checks.check_image`) raises ``UnusableImageError`` first.
     """
     moving, moving_full_shape = _pixels(moving, moving_full_shape, "moving")
     fixed, fixed_full_shape = _pixels(fixed, fixed_full_shape, "fixed")
+    check_image(moving, "moving", full_shape=moving_full_shape)  # blank, uniform, tiny or tissue-free: refused first
+    check_image(fixed, "fixed", full_shape=fixed_full_shape)
     if start is not None and candidate is not None:
         raise InputError("give a pose candidate or a start matrix to refine from, not both")
     options = options or RegistrationOptions()
