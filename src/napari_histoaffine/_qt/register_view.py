@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..registration.weights import default_weights_path
+from .annotation_controls import AnnotationControls
 from .common import BUNDLED, WEIGHTS_FILE, browse_weights, make_button, scrolled_layout
 from .correction_controls import CorrectionControls
 from .export_controls import ExportControls
@@ -90,12 +91,14 @@ class RegisterView(QWidget):
         box.addWidget(self.table)
 
         self.files = ExportControls(self)
+        self.annotate = AnnotationControls(self)
         self.correct = CorrectionControls(self)
         self.inspect = InspectionControls(self.viewer)
         layout = scrolled_layout(self)
         layout.addLayout(form)
         layout.addLayout(_row(self.register_button, self.cancel_button))
-        for widget in (self.progress, self.status, result_box, self.files, self.correct, self.inspect):
+        for widget in (self.progress, self.status, result_box, self.files, self.annotate, self.correct,
+                       self.inspect):
             layout.addWidget(widget)
         self._set_result_enabled(False)
 
