@@ -26,6 +26,7 @@ import tifffile
 
 from .errors import InputError
 from .files.atomic import atomic_write
+from .files.pixel_size import ome_physical_size
 from .files.tiles import TileSource, level_sources
 from .progress import Progress, run_steps
 from .transforms import compose, invert, resample_matrix, sample_bilinear, scaling, translation, xy_to_rowcol
@@ -176,9 +177,10 @@ class _TileWriter(threading.Thread):
     thread, while the caller's generator warps blocks and can yield progress (and be closed) in between.
     """
 
-    def __init__(self, out_path, shapes, channels, options: dict, write_tile: int):
+    def __init__(self, out_path, shapes, channels, options: dict, write_tile: int, metadata: dict):
         super().__init__(name="histoaffine-tile-writer", daemon=True)
         self.out_path, self.shapes, self.channels, self.options = Path(out_path), shapes, channels, options
+        self.metadata = metadata
         self.write_tile = write_tile
         self.tiles: queue.Queue = queue.Queue(maxsize=QUEUED_TILES)
         self.error: BaseException | None = None
@@ -207,7 +209,8 @@ class _TileWriter(threading.Thread):
             with atomic_write(self.out_path, "wb") as f, tifffile.TiffWriter(f, bigtiff=True, ome=True) as tif:
                 for k, shape in enumerate(self.shapes):
                     extra = ({"subifds": len(self.shapes) - 1, "software": "napari-histoaffine",
-                              "metadata": {"axes": "YXS" if self.channels else "YX", "Name": self.out_path.name}}
+                              "metadata": {"axes": "YXS" if self.channels else "YX", "Name": self.out_path.name,
+                                           **self.metadata}}
                              if k == 0 else {"subfiletype": 1})
                     tif.write(self._level(shape), shape=(*shape, *self.channels), **self.options, **extra)
         except BaseException as exc:  # noqa: BLE001 - handed to the warping thread, which raises it
@@ -229,7 +232,7 @@ def _in_order(pool: ThreadPoolExecutor, jobs: Iterator[tuple[int, Callable[[], n
 
 def warp_steps(moving_path, matrix, fixed_shape, out_path, tile: int = 1024, *, write_tile: int = WRITE_TILE,
                compression: str | None = "auto", quality: int = 90, order: int = 1, background="auto",
-               cache_mb: int = 128) -> Generator[Progress, None, list[tuple[int, int]]]:
+               cache_mb: int = 128, pixel_size_um=None) -> Generator[Progress, None, list[tuple[int, int]]]:
     """Warp the full-resolution moving image onto a ``fixed_shape`` grid and write a tiled pyramidal OME-TIFF.
 
     ``matrix`` maps moving to fixed full-resolution pixels (a registration result). Output tiles are
@@ -237,6 +240,7 @@ def warp_steps(moving_path, matrix, fixed_shape, out_path, tile: int = 1024, *, 
     (``quality``) for 8-bit gray/RGB and zlib otherwise; None writes uncompressed. Where the moving slide
     has no pixels the output is ``background``: "auto" is the slide's own background colour (see
     :func:`slide_background`; white on a bright-field slide), or a value, or one value per channel.
+    ``pixel_size_um`` ``(x, y)`` (the fixed slide's) is written as the OME ``PhysicalSizeX/Y``.
 
     Yields progress (fraction of output pixels) after every block and returns the shapes of the written
     levels. The file is written to a temporary name and renamed when complete: closing the generator
@@ -271,7 +275,7 @@ def warp_steps(moving_path, matrix, fixed_shape, out_path, tile: int = 1024, *, 
         shapes = pyramid_shapes(full_shape, write_tile)
         total = float(sum(-(-r // write_tile) * write_tile * -(-c // write_tile) * write_tile for r, c in shapes))
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-        writer = _TileWriter(out_path, shapes, channels, options, write_tile)
+        writer = _TileWriter(out_path, shapes, channels, options, write_tile, ome_physical_size(pixel_size_um))
         writer.start()
         done, band, blocks = 0, None, []
         jobs = (((k, b), job) for k, shape in enumerate(shapes)

@@ -30,6 +30,7 @@ def _run_register(args: argparse.Namespace) -> int:
     from ..evaluation import metrics
     from ..files.atomic import write_json
     from ..files.images import read_pair, write_image
+    from ..files.pixel_size import pixel_size_um
     from ..files.tables import read_landmarks, write_landmarks
     from ..registration.pipeline import register
 
@@ -50,7 +51,9 @@ def _run_register(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"moving_image": args.moving, "fixed_image": args.fixed,
              "moving_landmarks": args.moving_landmarks, "fixed_landmarks": args.fixed_landmarks}
-    write_json(out / "transform.json", {**result.to_dict(), **{k: v and str(Path(v).resolve()) for k, v in paths.items()}})
+    sizes = {"moving_pixel_size_um": pixel_size_um(args.moving), "fixed_pixel_size_um": pixel_size_um(args.fixed)}
+    write_json(out / "transform.json", {**result.to_dict(), **{k: v and str(Path(v).resolve()) for k, v in paths.items()},
+                                        **sizes})
     warped, dtype, note = _preview(args.moving, moving, result)
     write_image(out / "warped.png", _to_uint8(warped, dtype))
 
@@ -64,6 +67,9 @@ def _run_register(args: argparse.Namespace) -> int:
         if target is not None:
             stats = metrics.landmark_stats(moved, target, diagonal, initial_xy=source)
             line += f"; rTRE median {stats.rtre_median:.4f} mean {stats.rtre_mean:.4f} max {stats.rtre_max:.4f}"
+            if sizes["fixed_pixel_size_um"]:  # TRE in the fixed slide's µm
+                tre_um = np.hypot(*((moved - target) * np.asarray(sizes["fixed_pixel_size_um"])).T)
+                line += f"; TRE median {np.median(tre_um):.2f} um max {tre_um.max():.2f} um"
     print(line + note)
     return 0
 
@@ -126,6 +132,7 @@ def add_demo(subparsers) -> None:
 
 
 def _run_warp(args: argparse.Namespace) -> int:
+    from ..files.pixel_size import pixel_size_um
     from ..files.tiles import image_shape
     from ..warp import warp_to_ome_tiff
 
@@ -149,11 +156,13 @@ def _run_warp(args: argparse.Namespace) -> int:
         raise HistoAffineError("the transform file has no fixed_shape: give --like FIXED")
     start = time.perf_counter()
     compression = None if args.compression == "none" else args.compression
+    size = (pixel_size_um(args.like) if args.like else None) or saved.get("fixed_pixel_size_um")
     shapes = warp_to_ome_tiff(args.moving, matrix, fixed_shape, args.out, tile=args.tile, compression=compression,
-                              quality=args.quality, background=args.background, on_progress=report)
+                              quality=args.quality, background=args.background, on_progress=report,
+                              pixel_size_um=size)
     seconds = time.perf_counter() - start
-    print(f"wrote {args.out}: {fixed_shape[0]}x{fixed_shape[1]} px, {len(shapes)} levels, {seconds:.1f} s "
-          f"({fixed_shape[0] * fixed_shape[1] / 1e6 / seconds:.1f} MPx/s)")
+    print(f"wrote {args.out}: {fixed_shape[0]}x{fixed_shape[1]} px" + (f" of {size[0]:g} um" if size else "")
+          + f", {len(shapes)} levels, {seconds:.1f} s ({fixed_shape[0] * fixed_shape[1] / 1e6 / seconds:.1f} MPx/s)")
     return 0
 
 

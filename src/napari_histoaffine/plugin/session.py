@@ -22,6 +22,7 @@ from .. import transforms
 from ..errors import InputError
 from ..evaluation.metrics import image_diagonal, tre
 from ..files.atomic import atomic_write, write_json
+from ..files.pixel_size import pixel_size_um
 from ..files.tables import write_landmarks
 from ..files.transform_files import elastix_affine_text, itk_tfm_text, read_transform_file
 from ..registration.options import RegistrationOptions
@@ -384,4 +385,6 @@ class RegistrationSession:
         source = getattr(moving.source, "path", None)
         if not source or not Path(source).is_file():
             raise InputError(f"Layer '{moving.name}' has no file on disk to warp at full resolution")
-        return warp_steps(source, self.result.matrix, self.result.fixed_shape, out_path)
+        fixed_source = getattr(self.picked.fixed.source, "path", None)  # its pixel size tags the output
+        return warp_steps(source, self.result.matrix, self.result.fixed_shape, out_path,
+                          pixel_size_um=pixel_size_um(fixed_source) if fixed_source else None)
