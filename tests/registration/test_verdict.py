@@ -128,3 +128,14 @@ def test_an_image_without_usable_structure_is_refused_or_flagged(disc_ihc, make_
     assert moving.shape == (32, 32)  # only the noise is registered
     assert np.isfinite(result.matrix).all()
     assert result.verdict.flagged and result.verdict.confidence < 0.5
+
+
+def test_the_alternative_is_the_pose_the_reason_names():
+    """'rotation ambiguous: a pose turned by 80° fits better' offers that pose, not the other mirror state."""
+    poses = np.stack([transforms.identity(), transforms.rotation(80.0), transforms.mirror_x()])
+    verdict = assess(Race(poses, [0.40, 0.55, 0.30], [0, 1, 2]), 0, final_ncc=0.5)
+    assert verdict.flagged and verdict.reason == "rotation ambiguous: a pose turned by 80° fits better"
+    assert verdict.alternative == 1 and verdict.alternative_label == "the pose turned by 80°"
+    mirror = assess(Race(poses, [0.40, 0.30, 0.41], [0, 1, 2]), 0, final_ncc=0.5)
+    assert mirror.reason.startswith("mirror ambiguous") and mirror.alternative == 2
+    assert mirror.alternative_label == "the other mirror state"

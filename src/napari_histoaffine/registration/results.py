@@ -24,8 +24,11 @@ class Verdict:
     """How far a registration can be trusted, judged without landmarks (see :mod:`.verdict`).
 
     ``confidence`` is 0–1; ``flagged`` asks a person to check the result, ``reason`` says why in
-    words; ``alternative`` is the index (in the result's candidates) of the best different pose,
-    the other mirror state first, or ``None``; ``margin`` is the similarity lead over that pose.
+    words; ``alternative`` is the index (in the result's candidates) of the pose to try instead: the
+    pose the reason names when it names one ("a pose turned by 78° fits better"), else the best
+    different pose, the other mirror state first; or ``None``; ``alternative_label`` says which in
+    words ("the other mirror state", "the pose turned by 78°"); ``margin`` is the similarity lead
+    over the best different pose.
     """
 
     confidence: float
@@ -33,6 +36,7 @@ class Verdict:
     reason: str
     alternative: int | None
     margin: float
+    alternative_label: str = ""
 
     @property
     def headline(self) -> str:

@@ -77,7 +77,8 @@ def assess(race: Race, winner: int, final_ncc: float) -> Verdict:
     flagged = confidence < FLAG_BELOW
     mirrored = poses[winner][1]
     other_mirror = [i for i in different if poses[i][1] != mirrored]
-    alternative = max(other_mirror or different, key=lambda i: similarities[i], default=None)
+    names_rival = flagged and pose_confidence < FLAG_BELOW and rival is not None  # the reason names that pose
+    alternative = rival if names_rival else max(other_mirror or different, key=lambda i: similarities[i], default=None)
     if not flagged:
         reason = ("clear: every other pose tried fits worse" if rival is None else
                   f"clear: the best different pose fits worse by {margin:.2f} NCC")
@@ -90,5 +91,8 @@ def assess(race: Race, winner: int, final_ncc: float) -> Verdict:
         turn = transforms.angle_difference(poses[rival][0], poses[winner][0])
         reason = (f"mirror ambiguous: the mirrored pose fits {how}" if poses[rival][1] != mirrored
                   else f"rotation ambiguous: a pose turned by {turn:.0f}° fits {how}")
-    return Verdict(confidence, flagged, reason, None if alternative is None else race.indices[alternative],
-                   float(margin))
+    if alternative is None:
+        return Verdict(confidence, flagged, reason, None, float(margin))
+    label = ("the other mirror state" if poses[alternative][1] != mirrored else
+             f"the pose turned by {transforms.angle_difference(poses[alternative][0], poses[winner][0]):.0f}°")
+    return Verdict(confidence, flagged, reason, race.indices[alternative], float(margin), label)
