@@ -96,7 +96,7 @@ def test_register_sample(qtbot, setup, tmp_path):
     assert widget.result.rotation_deg == widget.result.candidates[1].angle_deg
 
     # tissue masks over their images: the far corner of the fixed mask lands on the fixed image's corner
-    widget.show_masks()
+    widget.toggle_masks()
     fixed_mask, moving_mask = widget.session.mask_layers
     assert fixed_mask.data.max() == 1 and moving_mask.data.max() == 2 and fixed_mask.data.mean() > 0.5
     corner = np.array(fixed_mask.data.shape) - 0.5
@@ -518,3 +518,107 @@ def test_open_button_sends_slides_and_landmarks_to_our_readers(setup, tmp_path, 
     monkeypatch.setattr(rw.QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(tmp_path / "broken.ome.tif")], ""))
     widget.open_files()
     assert len(errors) == 1 and errors[0].startswith("Cannot open broken.ome.tif")
+
+
+def _shown_angle(widget) -> float:
+    return transforms.rotation_and_mirror(widget.result.matrix)[0]
+
+
+def test_the_rotation_shown_is_the_results_and_the_candidates_mark_it(qtbot, setup):
+    """'Rotation X°' is the shown pose's, after a turn by hand and after Refine from here (whose result starts from
+    your pose, 5° off); a moved section loses the green verdict; candidates are in score order, ▶ on the shown one."""
+    viewer, widget, errors = setup
+    register(qtbot, widget)
+    rows = [widget.candidates.item(row).text() for row in range(widget.candidates.count())]
+    scores = [float(text.split("score ")[1].split()[0]) for text in rows]
+    assert scores == sorted(scores, reverse=True) and sum(text.startswith("▶") for text in rows) == 1
+    assert "#3c3" in widget.summary.text() and f"Rotation {_shown_angle(widget):.1f}°" in widget.summary.text()
+    widget.correct.change(transforms.rotation(5.0))
+    text = widget.summary.text()
+    assert f"Rotation {_shown_angle(widget):.1f}°" in text and "#3c3" not in text and "before your change" in text
+    widget.refine_from_here()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    text = widget.summary.text()
+    assert f"Rotation {_shown_angle(widget):.1f}°" in text and "before your change" not in text
+    assert transforms.angle_difference(widget.result.rotation_deg, _shown_angle(widget)) > 2  # started 5° off
+    assert f"Rotation {widget.result.rotation_deg:.1f}°" not in text
+    marked = [widget.candidates.item(row) for row in range(widget.candidates.count())
+              if widget.candidates.item(row).text().startswith("▶")]
+    pose = widget.result.candidates[marked[0].data(Qt.ItemDataRole.UserRole)]
+    assert len(marked) == 1 and transforms.angle_difference(pose.angle_deg, _shown_angle(widget)) < 10
+    assert widget.candidates.item(widget.candidates.count() - 1).text().endswith("score –")  # your pose: no score
+    assert not errors
+
+
+def test_the_alternative_button_offers_the_pose_the_reason_names(qtbot, setup):
+    """'rotation ambiguous: a pose turned by 78° fits better': the button names that turn and goes there."""
+    viewer, widget, errors = setup
+    register(qtbot, widget)
+    automatic = widget.result
+    same_mirror = [i for i, p in enumerate(automatic.candidates) if p.flipped == automatic.flipped
+                   and transforms.angle_difference(p.angle_deg, automatic.rotation_deg) > 30]
+    for index in same_mirror:
+        widget.try_candidate(index)
+        qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+        if widget.result.verdict.reason.startswith("rotation ambiguous"):
+            break
+    reason = widget.result.verdict.reason
+    assert reason.startswith("rotation ambiguous"), reason
+    turn = reason.split("turned by ")[1].split()[0]
+    button = widget.alternative_button
+    assert button.isEnabled() and button.text() == f"Try the pose turned by {turn}"
+    button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert not widget.result.verdict.flagged and widget.result.flipped == automatic.flipped
+    assert transforms.angle_difference(_shown_angle(widget), transforms.rotation_and_mirror(automatic.matrix)[0]) < 2
+    assert not errors
+
+
+def test_no_control_is_a_silent_no_op(qtbot, setup):
+    """Flip/Turn and Try are off during a run; Try needs a selection; the masks toggle; the slider says its value."""
+    viewer, widget, errors = setup
+    register(qtbot, widget)
+    assert widget.correct.isEnabled() and not widget.try_button.isEnabled()  # nothing selected
+    widget.candidates.setCurrentRow(1)
+    assert widget.try_button.isEnabled()
+    widget.register_button.click()
+    assert widget.worker is not None and not widget.correct.isEnabled() and not widget.try_button.isEnabled()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert widget.correct.isEnabled() and widget.progress.value() == 100
+    widget.masks_button.click()
+    assert len(widget.session.mask_layers) == 2 and widget.masks_button.text() == "Hide tissue masks"
+    widget.masks_button.click()
+    assert not widget.session.mask_layers and not [ly for ly in viewer.layers if ly.name.endswith("tissue mask")]
+    assert widget.masks_button.text() == "Show tissue masks"
+    inspect = widget.inspect
+    inspect.view_combo.setCurrentText("checkerboard")
+    inspect.slider.setValue(20)
+    assert inspect.value_label.text() == f"tiles {inspect._tile()} px"
+    inspect.view_combo.setCurrentText("swipe")
+    assert inspect.value_label.text() == "curtain 20 %" and not errors
+
+
+def test_no_stale_texts_after_a_saved_transform_cancel_or_reset(qtbot, setup, tmp_path):
+    viewer, widget, errors = setup
+    register(qtbot, widget)
+    widget.session.export_transform(tmp_path / "t.json")
+    widget.reset()
+    assert widget.progress.value() == 0
+    widget.apply_saved_transform(tmp_path / "t.json")
+    assert "nan" not in widget.summary.text() and "not measured" in widget.summary.text()
+    widget.register_button.click()
+    widget.cancel_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert widget.progress.value() == 0 or widget.status.text().startswith("Registered")  # a run may finish first
+    assert not errors
+
+
+def test_a_transform_exported_without_an_extension_gets_the_chosen_filters(qtbot, setup, tmp_path, monkeypatch):
+    viewer, widget, errors = setup
+    register(qtbot, widget)
+    monkeypatch.setattr(export_controls, "show_error", errors.append)
+    monkeypatch.setattr(export_controls.QFileDialog, "getSaveFileName",
+                        lambda *a, **k: (str(tmp_path / "transform"), "ITK transform (*.tfm)"))
+    widget.files.transform_button.click()
+    assert not (tmp_path / "transform").exists() and not errors
+    assert (tmp_path / "transform.tfm").read_text().startswith("#Insight Transform File")

@@ -55,7 +55,11 @@ class CorrectionControls(QGroupBox):
             turn = transforms.rotation(degrees)
             moving_layer.bind_key(key, lambda _, turn=turn: self.change(turn), overwrite=True)
         self._keyed = moving_layer
-        self.setEnabled(True)
+        self.setEnabled(self.register.worker is None)
+
+    def set_idle(self, idle: bool) -> None:
+        """Usable only while no registration runs (and one is shown): a change meanwhile would do nothing."""
+        self.setEnabled(idle and self._keyed is not None)
 
     def unbind_keys(self) -> None:
         if self._keyed is not None:

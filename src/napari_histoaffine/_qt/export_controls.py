@@ -1,6 +1,7 @@
 """The Register widget's files: export the transform, the mapped landmarks or the warped slide; read a transform."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from napari.qt.threading import thread_worker
@@ -11,6 +12,13 @@ from ..errors import HistoAffineError
 from .common import make_button
 
 TRANSFORM_FILTERS = "JSON (*.json);;elastix parameters (*.txt);;ITK transform (*.tfm)"
+
+
+def with_filter_suffix(path: str, chosen_filter: str) -> str:
+    """``path`` with the extension of the chosen file-dialog filter (``"ITK transform (*.tfm)"``) when it has none:
+    the extension chooses the format written."""
+    suffix = re.search(r"\(\*(\.[\w.]+)", chosen_filter or "")
+    return path + suffix.group(1) if path and suffix and not Path(path).suffix else path
 
 
 @thread_worker
@@ -99,13 +107,13 @@ class ExportControls(QGroupBox):
         self.cancel_button.setEnabled(running)
 
     def _ask_export_transform(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export transform", "transform.json", TRANSFORM_FILTERS)
-        self._export(self.register.session.export_transform, path)
+        path, chosen = QFileDialog.getSaveFileName(self, "Export transform", "transform.json", TRANSFORM_FILTERS)
+        self._export(self.register.session.export_transform, with_filter_suffix(path, chosen))
 
     def _ask_export_landmarks(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export mapped landmarks", "registered_landmarks.csv",
-                                              "CSV (*.csv)")
-        self._export(self.register.session.export_landmarks, path)
+        path, chosen = QFileDialog.getSaveFileName(self, "Export mapped landmarks", "registered_landmarks.csv",
+                                                   "CSV (*.csv)")
+        self._export(self.register.session.export_landmarks, with_filter_suffix(path, chosen))
 
     def _ask_export_slide(self) -> None:
         name = self.register.session.picked.moving.name

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QSlider
+from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QSlider
 
 from .. import transforms
 from ..plugin import inspection
@@ -32,9 +32,15 @@ class InspectionControls(QGroupBox):
         self.slider.setRange(1, 100)
         self.slider.setValue(50)
         self.slider.valueChanged.connect(lambda _: self.update_view())
+        self.value_label = QLabel()  # what the slider sets, in the view's own terms
+        self.value_label.setMinimumWidth(self.value_label.fontMetrics().horizontalAdvance("tiles 9999 px"))
+        slider_row = QHBoxLayout()
+        slider_row.addWidget(self.slider)
+        slider_row.addWidget(self.value_label)
         form = QFormLayout(self)
         form.addRow("View", self.view_combo)
-        form.addRow("Tile / curtain", self.slider)
+        form.addRow("Tile / curtain", slider_row)
+        self._show_value()
         self.setEnabled(False)
 
     def show_pair(self, fixed: np.ndarray, moving: np.ndarray, matrix: np.ndarray, fixed_layer, fixed_to_full) -> None:
@@ -47,14 +53,25 @@ class InspectionControls(QGroupBox):
         self.setEnabled(True)
         self.update_view()
 
+    def _tile(self) -> int | None:
+        """The checkerboard's tile size in pixels of the registered arrays: up to a quarter of the image."""
+        return None if self._pair is None else max(4, round(self.slider.value() / 100 * max(self._pair[0].shape[:2]) / 4))
+
+    def _show_value(self) -> None:
+        name, value = self.view_combo.currentText(), self.slider.value()
+        tile = self._tile()
+        self.value_label.setText(f"tiles {tile} px" if name == "checkerboard" and tile else
+                                 f"curtain {value} %" if name == "swipe" else f"{value} %")
+
     def update_view(self) -> None:
+        self._show_value()
         name = self.view_combo.currentText()
         if self._pair is None or name == OFF:
             return self._remove_layer()
         fixed, moving, matrix, affine = self._pair
         if self._warped is None:
             self._warped = inspection.warped_onto_fixed(moving, fixed.shape, matrix)
-        tile = max(4, round(self.slider.value() / 100 * max(fixed.shape[:2]) / 4))  # up to a quarter of the image
+        tile = self._tile()
         data = inspection.view(name, fixed, self._warped, tile if name == "checkerboard" else self.slider.value() / 100)
         title = f"inspection: {name}"
         if self.layer is not None and self.layer in self.viewer.layers and self.layer.rgb == (data.ndim == 3):

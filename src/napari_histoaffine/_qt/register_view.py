@@ -1,6 +1,9 @@
 """The Register widget's controls and what they show; what they do is in :mod:`.register_widget`."""
 from __future__ import annotations
 
+import math
+
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -10,11 +13,13 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
+    QListWidgetItem,
     QProgressBar,
     QVBoxLayout,
     QWidget,
 )
 
+from .. import transforms
 from ..registration.weights import default_weights_path
 from .annotation_controls import AnnotationControls
 from .common import BUNDLED, WEIGHTS_FILE, browse_weights, make_button, scrolled_layout
@@ -28,8 +33,11 @@ NOTES = {"refit": " (matrix refitted from landmarks; NCC and verdict are the aut
 SUMMARY_TIP = ("NCC: normalised cross-correlation of the tissue structure before → after (1 is a perfect match; it "
                "differs between stains, so compare it within a pair).\nConfidence: how clearly this pose beats every "
                "different pose tried on this pair (the mirror image, other turns); flagged below 50 %.")
-CANDIDATES_TIP = ("Poses the rotation/mirror search found, best first (score: its structure NCC at low resolution). "
-                  "Try one to re-run the later stages from it.")
+CANDIDATES_TIP = ("Poses the rotation/mirror search found, best first (score: its structure NCC at low resolution; "
+                  "your own pose, from Refine from here, has none); ▶ marks the pose shown now. Select one and "
+                  "Try it to re-run the later stages from it.")
+SAME_POSE_DEG = 10.0  # the shown pose is a candidate's when in its mirror state and this close in rotation (as the verdict)
+MASKS = ("Show tissue masks", "Hide tissue masks")
 
 
 class RegisterView(QWidget):
@@ -73,9 +81,10 @@ class RegisterView(QWidget):
         self.candidates.setMaximumHeight(90)
         self.candidates.setToolTip(CANDIDATES_TIP)
         self.candidates.itemDoubleClicked.connect(lambda _: self.try_candidate())
+        self.candidates.itemSelectionChanged.connect(self._update_try)
         self.try_button = make_button("Try selected pose", lambda: self.try_candidate())
         self.overlay_button = make_button("Toggle overlay", self.session.toggle_overlay)
-        self.masks_button = make_button("Show tissue masks", self.show_masks)
+        self.masks_button = make_button(MASKS[0], self.toggle_masks)
         self.refit_button = make_button("Refit from landmarks", self.refit_from_landmarks)
         self.reset_button = make_button("Reset", self.reset)
         self.table = LandmarkTable()
@@ -103,35 +112,82 @@ class RegisterView(QWidget):
         self._set_result_enabled(False)
 
     def _set_result_enabled(self, enabled: bool) -> None:
-        for w in (self.try_button, self.overlay_button, self.refit_button):
+        for w in (self.overlay_button, self.refit_button):
             w.setEnabled(enabled)
         self.files.set_result_enabled(enabled)
         self.masks_button.setEnabled(enabled and self.result is not None and self.result.masks is not None)
+        self.masks_button.setText(MASKS[bool(self.session.mask_layers)])
+        self._update_try()
         self._offer_alternative()
+
+    def _set_running(self, running: bool) -> None:
+        """While a registration runs only Cancel acts on it: what would change the pose is off (the result would
+        replace the change)."""
+        self.register_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        self.correct.set_idle(not running)
+        self._update_try()
+        self._offer_alternative()
+
+    def _stopped(self, message: str) -> None:
+        """A run ended without a result (cancelled or failed): no stale progress."""
+        self.progress.setValue(0)
+        self.status.setText(message)
+
+    def _update_try(self) -> None:
+        """*Try selected pose* acts only on a selected candidate, when idle."""
+        self.try_button.setEnabled(self.result is not None and self.worker is None
+                                   and self.selected_candidate() is not None)
+
+    def selected_candidate(self) -> int | None:
+        """The index (in the result's candidates) of the selected pose, or None."""
+        item = self.candidates.currentItem()
+        return None if item is None or not item.isSelected() else item.data(Qt.ItemDataRole.UserRole)
 
     def _offer_alternative(self) -> None:
         """Show the one-click alternative while a flagged result with an alternative pose is shown; usable when idle."""
         verdict = self.result.verdict if self.result is not None else None
         offer = verdict is not None and verdict.flagged and verdict.alternative is not None
-        if offer:
-            pose = self.result.candidates[verdict.alternative]
-            self.alternative_button.setText("Try the other mirror state" if pose.flipped != self.result.flipped
-                                            else f"Try alternative pose ({pose.angle_deg:.0f}°)")
+        if offer:  # the pose the verdict's reason names, in its words
+            self.alternative_button.setText(f"Try {verdict.alternative_label or 'the alternative pose'}")
         self.alternative_button.setVisible(offer)
         self.alternative_button.setEnabled(offer and self.worker is None)
 
     def _show_candidates(self) -> None:
+        """The pose candidates, best score first (a pose without a score last); each item keeps its index."""
         self.candidates.clear()
-        self.candidates.addItems([f"{p.angle_deg:6.1f}°  {'mirrored' if p.flipped else 'as is'}  score {p.score:.3f}"
-                                  for p in self.result.candidates])
+        poses = self.result.candidates
+        for index in sorted(range(len(poses)), key=lambda i: -poses[i].score if math.isfinite(poses[i].score) else 9):
+            item = QListWidgetItem()
+            item.setData(Qt.ItemDataRole.UserRole, index)
+            self.candidates.addItem(item)
+        self._mark_shown()
+
+    def _mark_shown(self) -> None:
+        """Each candidate's line; ▶ marks the one whose pose is shown now (none after a change by hand elsewhere)."""
+        poses = self.result.candidates if self.result is not None else []
+        angle, mirrored = transforms.rotation_and_mirror(self.result.matrix) if poses else (0.0, False)
+        near = {i: transforms.angle_difference(p.angle_deg, angle) for i, p in enumerate(poses) if p.flipped == mirrored}
+        shown = min(near, key=near.get) if near and min(near.values()) <= SAME_POSE_DEG else None
+        for row in range(self.candidates.count()):
+            item = self.candidates.item(row)
+            index = item.data(Qt.ItemDataRole.UserRole)
+            pose = poses[index]
+            score = f"{pose.score:.3f}" if math.isfinite(pose.score) else "–"
+            item.setText(f"{'▶' if index == shown else '  '} {pose.angle_deg:6.1f}°  {'mirrored' if pose.flipped else 'as is'}"
+                         f"  score {score}{'  (shown)' if index == shown else ''}")
 
     def show_summary(self) -> None:
         """Pose, similarity and the engine's verdict headline, with a note when the matrix was changed since."""
         r, v = self.result, self.result.verdict
-        style = "" if v is None else " style='color:#f80'" if v.flagged else " style='color:#3c3'"
-        headline = r.headline + (" (Refine from here judges it)" if v is None else "")
-        self.summary.setText(f"Rotation {r.rotation_deg:.1f}°, {'mirrored' if r.flipped else 'not mirrored'}<br>"
-                             f"NCC {r.ncc_before:.2f} → {r.ncc_after:.2f}, tissue overlap {r.tissue_overlap:.2f}<br>"
+        angle, mirrored = transforms.rotation_and_mirror(r.matrix)  # of the pose shown, wherever it started
+        changed = self.session.adjusted is not None  # the verdict is the registration's, not this pose's: no colour
+        style = "" if v is None or changed else " style='color:#f80'" if v.flagged else " style='color:#3c3'"
+        headline = (r.headline + (" (Refine from here judges it)" if v is None else "")) if not changed else (
+            f"before your change: {r.headline}")
+        fit = (f"NCC {r.ncc_before:.2f} → {r.ncc_after:.2f}, tissue overlap {r.tissue_overlap:.2f}"
+               if math.isfinite(r.ncc_after) else "NCC and tissue overlap not measured")
+        self.summary.setText(f"Rotation {angle:.1f}°, {'mirrored' if mirrored else 'not mirrored'}<br>{fit}<br>"
                              f"<b{style}>{headline}</b>{NOTES.get(self.session.adjusted, '')}")
         self.summary.setMinimumHeight(self.summary.sizeHint().height())  # keep all lines in a crowded dock
 
@@ -141,6 +197,7 @@ class RegisterView(QWidget):
         self.correct.unbind_keys()
         self.candidates.clear()
         self.summary.setText("")
+        self.progress.setValue(0)
         self.table.show_message("Reset: layers are as they were.")
         self._set_result_enabled(False)
 

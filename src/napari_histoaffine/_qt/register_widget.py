@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QFileDialog
 
 from ..errors import HistoAffineError, InputError
@@ -24,7 +24,7 @@ from ..registration.weights import default_weights_path
 from .common import BUNDLED
 from .inspection_controls import OFF
 from .layer_pickers import LayerPairPicker
-from .register_view import RegisterView
+from .register_view import MASKS, RegisterView
 
 KEYS = {"Alt-R": lambda widget: widget.start_registration(),  # viewer key bindings while the dock is open
         "Alt-O": lambda widget: widget.session.toggle_overlay(),
@@ -143,8 +143,10 @@ class RegisterWidget(RegisterView):
 
     def try_candidate(self, index: int | None = None) -> None:
         """Re-run the later stages from another pose candidate (the selected one) and show the outcome."""
-        index = self.candidates.currentRow() if index is None else index
-        if self.result is not None and 0 <= index < len(self.result.candidates):
+        index = self.selected_candidate() if index is None else index
+        if index is None:
+            show_info("Select a pose in the candidate list first.")
+        elif self.result is not None and 0 <= index < len(self.result.candidates):
             self._rerun({"candidate": index}, f"candidate {index}")
 
     def try_alternative(self) -> None:
@@ -161,8 +163,10 @@ class RegisterWidget(RegisterView):
             return
 
         def done(result):
-            self.status.setText(f"Registered from {label} in {result.seconds:.1f} s." if self.session.show_rerun(result)
-                                else "Nothing applied: the registration was dropped while this ran.")
+            if not self.session.show_rerun(result):
+                return self.status.setText("Nothing applied: the registration was dropped while this ran.")
+            self._show_candidates()  # the rerun's own list (its index is what Try refers to)
+            self.status.setText(f"Registered from {label} in {result.seconds:.1f} s.")
 
         self._run(self.session.inputs, extra, f"Registering from {label}…", done)
 
@@ -171,14 +175,13 @@ class RegisterWidget(RegisterView):
         self.worker = _register_worker(inputs.moving, inputs.fixed, inputs.keywords(**extra))
         self.worker.yielded.connect(self._on_progress)
         self.worker.returned.connect(done)
-        self.worker.aborted.connect(lambda: self.status.setText("Cancelled; layers unchanged."))
+        self.worker.aborted.connect(lambda: self._stopped("Cancelled; layers unchanged."))
         self.worker.errored.connect(lambda exc: show_error(f"Registration failed: {exc}"))
+        self.worker.errored.connect(lambda _: self._stopped("Registration failed; layers unchanged."))
         self.worker.finished.connect(self._on_finished)
         self.progress.setValue(0)
         self.status.setText(message)
-        self.register_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.alternative_button.setEnabled(False)
+        self._set_running(True)
         self.worker.start()
 
     def cancel(self) -> None:
@@ -193,9 +196,7 @@ class RegisterWidget(RegisterView):
 
     def _on_finished(self) -> None:
         self.worker = None
-        self.register_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
-        self._offer_alternative()
+        self._set_running(False)
 
     # ---------------------------------------------------------------- showing the session
     def _shown(self, message: str) -> None:
@@ -207,6 +208,7 @@ class RegisterWidget(RegisterView):
 
     def _on_matrix(self, event=None) -> None:
         self.show_summary()
+        self._mark_shown()
         fixed, moving, between, fixed_to_full = self.session.inspection_pair()
         self.inspect.show_pair(fixed, moving, between, self.session.picked.fixed, fixed_to_full)
 
@@ -241,12 +243,13 @@ class RegisterWidget(RegisterView):
         except HistoAffineError as exc:
             show_error(str(exc))
 
-    def show_masks(self) -> None:
-        """The tissue masks the registration used, as Labels layers over their images."""
+    def toggle_masks(self) -> None:
+        """The tissue masks the registration used, as Labels layers over their images; a second click hides them."""
         try:
-            self.session.show_masks()
+            self.session.remove_masks() if self.session.mask_layers else self.session.show_masks()
         except HistoAffineError as exc:
             show_error(str(exc))
+        self.masks_button.setText(MASKS[bool(self.session.mask_layers)])
 
     def reset(self) -> None:
         """Undo: every changed layer gets back its original affine and opacity; the widget's layers go."""
