@@ -6,7 +6,7 @@ scale 0.8–1.25, mild anisotropy and shear), half of them mirrored; the kinds o
 - ``disc``: both sections cut to the same centred disc or ellipse of tissue (the outline tells nothing);
 - ``frame``: crops of the tissue interior, so tissue fills the whole frame on both sides;
 - ``partial``: one image cropped to 60–80 % of the other's extent (either side);
-- ``pale``: pairs of the palest stains of a tissue, both faded further towards white;
+- ``pale``: pairs of the palest stains of a tissue, both faded further (towards white, or black for dark-field);
 - ``scale-gap``: the whole source shown at 0.35–0.6× or 1.6–2.8× the target's scale;
 - ``low-res``: the whole source 3–4× smaller than the target (downsampled with anti-aliasing);
 - ``artifacts``: pen-marker strokes, dust, a fold band and air bubbles on one image or both;
@@ -244,10 +244,16 @@ def make_case(kind: str, rng, target, source, lt, ls, flip: bool) -> tuple[Case,
             offset = rng.uniform(0, 1 - keep) * size
             place = translation(*-offset) @ place
             new_source = warp(source, place @ linear, tuple(np.round(keep * size).astype(int)), fill_s)
-    else:  # pale: fade both towards white
-        new_target = (255 - (255 - target.astype(np.float32)) * rng.uniform(0.3, 0.55)).astype(np.uint8)
-        new_source = (255 - (255 - new_source.astype(np.float32)) * rng.uniform(0.3, 0.55)).astype(np.uint8)
+    else:  # pale: fade both towards their glass
+        new_target, new_source = fade(target, rng.uniform(0.3, 0.55)), fade(new_source, rng.uniform(0.3, 0.55))
     return Case(new_target, apply(target_crop, lt), new_source, apply(place @ linear, ls)), angle, scale
+
+
+def fade(image: np.ndarray, strength: float) -> np.ndarray:
+    """The stain at ``strength`` of its absorbance (bright-field: towards white) or of its emission (towards black)."""
+    if np.mean(background_colour(image)) >= 128:
+        return (255 - (255 - image.astype(np.float32)) * strength).astype(np.uint8)
+    return (image.astype(np.float32) * strength).astype(np.uint8)
 
 
 def one_or_both(rng) -> tuple[str, ...]:

@@ -121,6 +121,7 @@ _BLUR_1, _SECOND_DERIVATIVE_1, _BLUR_2 = _gaussian_kernel(1.0), _gaussian_kernel
 _SQUARE = np.ones((5, 5), np.uint8)
 SIZE_GAP = 1.5  # tissue sizes (in pixels) further apart than this are brought together before the search
 MIN_BACKGROUND = 0.03  # of the image: less background than this says nothing about the glass
+ENVELOPE_CELLS = 8  # a grid this fine finds lumens or gaps in most cells, yet sees only the light's slow change
 
 
 def _filtered(image: np.ndarray, along_x: np.ndarray, along_y: np.ndarray) -> np.ndarray:
@@ -186,12 +187,26 @@ def _background_field(gray: np.ndarray, mask: np.ndarray, grid: int = 64) -> np.
                          .astype(bool)).astype(np.uint8), np.ones((5, 5), np.uint8), borderValue=1).astype(bool)
     if outside.sum() < MIN_BACKGROUND * outside.size:
         return None
-    rows, cols = np.mgrid[0:coarse_shape[0], 0:coarse_shape[1]]
-    y, x = rows / coarse_shape[0] - 0.5, cols / coarse_shape[1] - 0.5
+    return _quadratic_field(coarse, outside, gray.shape)
+
+
+def _quadratic_field(samples: np.ndarray, where: np.ndarray, shape) -> np.ndarray:
+    """The quadratic surface fitted to ``samples`` (a coarse grid) at ``where``, at ``shape``."""
+    rows, cols = np.mgrid[0:samples.shape[0], 0:samples.shape[1]]
+    y, x = rows / samples.shape[0] - 0.5, cols / samples.shape[1] - 0.5
     terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], -1)
-    coefficients, *_ = np.linalg.lstsq(terms[outside], coarse[outside], rcond=None)
+    coefficients, *_ = np.linalg.lstsq(terms[where], samples[where], rcond=None)
     field = (terms @ coefficients).astype(np.float32)
-    return cv2.resize(field, gray.shape[::-1], interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(field, shape[::-1], interpolation=cv2.INTER_LINEAR)
+
+
+def _light_envelope(gray: np.ndarray, cells: int = ENVELOPE_CELLS) -> np.ndarray:
+    """The glass's brightness under tissue that fills the frame: a quadratic surface through the brightest light
+    of each cell of a ``cells`` × ``cells`` grid (where thin tissue, lumens and gaps let the glass's light through)."""
+    rows, cols = (np.linspace(0, n, cells + 1).astype(int) for n in gray.shape)
+    brightest = np.array([[np.percentile(gray[rows[i]:rows[i + 1], cols[j]:cols[j + 1]], 95) for j in range(cells)]
+                          for i in range(cells)], np.float32)
+    return _quadratic_field(brightest, np.ones_like(brightest, bool), gray.shape)
 
 
 def tissue_signal(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -201,7 +216,8 @@ def tissue_signal(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
     fluorescence ones emit it (tissue brighter: as it is); an image counts as dark-field only when
     both its tissue's extremes and its background (where it shows) say so. Uneven glass (a gradient, a
     vignette, a tint) is flattened by its fitted field: divided out of transmitted light,
-    subtracted from emitted light.
+    subtracted from emitted light. Where tissue fills the frame of a bright-field image, the field
+    comes from the brightest light among the tissue instead (:func:`_light_envelope`).
     """
     field = _background_field(gray, mask)
     tissue = gray[::3, ::3][mask[::3, ::3]] if mask[::3, ::3].any() else gray.ravel()
@@ -211,7 +227,9 @@ def tissue_signal(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
     dark = darkest < 1.0 - brightest and (field is None or float(np.median(field)) < median)
     if dark:  # the image shows emitted light
         return gray - (field if field is not None else 0.0)
-    return 1.0 - gray / np.maximum(field, 1e-3) if field is not None else 1.0 - gray
+    if field is None:
+        field = _light_envelope(gray)
+    return 1.0 - gray / np.maximum(field, 1e-3)
 
 
 def normalize_tissue(inverted: np.ndarray, mask: np.ndarray) -> np.ndarray:
