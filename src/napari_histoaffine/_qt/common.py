@@ -1,9 +1,15 @@
-"""Qt pieces every dock shares: buttons, the scrolled dock layout, the weights-file chooser."""
+"""Qt pieces every dock shares: buttons, the scrolled dock layout, the weights-file chooser, workers that stop
+with their dock."""
 from __future__ import annotations
 
+import time
+
+from napari.qt.threading import thread_worker
+from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QComboBox, QFileDialog, QFrame, QLineEdit, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 BUNDLED, WEIGHTS_FILE = "bundled default", "weights file…"
+STOP_WAIT_S = 5.0  # how long closing a dock waits for its running worker to stop (one step, stage or block)
 
 
 def make_button(text: str, slot) -> QPushButton:
@@ -30,3 +36,68 @@ def browse_weights(parent: QWidget, path_edit: QLineEdit, choice: QComboBox) -> 
     if path:
         path_edit.setText(path)
         choice.setCurrentText(WEIGHTS_FILE)
+
+
+@thread_worker
+def steps_worker(steps):
+    """Generator worker running a step generator: yields its progress items, forwards what is sent (STOP), returns
+    its result. The caller keeps ``steps`` and can close it once the worker stopped (:class:`DockJobs` cleanup)."""
+    return (yield from steps)
+
+
+class DockJobs:
+    """A dock's background workers (``napari.qt.threading``), stopped when the dock closes.
+
+    When the dock is closed (napari takes the widget out of its dock: it loses its parent) or destroyed (the
+    viewer's window closes), every running worker is asked to stop (``quit``: a generator worker stops at its
+    next yield, between two steps) and waited for up to :data:`STOP_WAIT_S`; from then on nothing such a worker
+    emits reaches the dock (a late result changes no layer, progress touches no deleted widget), only its
+    ``cleanup`` runs. Workers started later are not affected. Holds no reference to the dock, so a closed dock
+    can be freed.
+    """
+
+    def __init__(self, dock: QWidget):
+        self.running: list = []  # (worker, cleanup)
+        self.dropped: list = []  # workers stopped by a close: what they emit goes nowhere
+        _Unparented(dock, self.close)
+        dock.destroyed.connect(lambda *_: self.close())
+
+    def start(self, worker, cleanup=None, **slots):
+        """Connect ``slots`` (signal name: a callable or a list of them) to ``worker``, to run unless the dock was
+        closed meanwhile; ``cleanup`` (closing what the worker iterates) runs when it is aborted. Start it."""
+        if cleanup is not None:
+            worker.aborted.connect(cleanup)
+        for name, targets in slots.items():
+            for slot in targets if isinstance(targets, (list, tuple)) else [targets]:
+                getattr(worker, name).connect(lambda *args, slot=slot: None if worker in self.dropped else slot(*args))
+        self.running.append((worker, cleanup))
+        worker.finished.connect(lambda: self.running.remove((worker, cleanup)))
+        worker.start()
+        return worker
+
+    def close(self) -> None:
+        """Stop every running worker (a bounded wait) and drop whatever they emit later."""
+        stopping = [(worker, cleanup) for worker, cleanup in self.running if worker not in self.dropped]
+        for worker, _ in stopping:
+            self.dropped.append(worker)
+            worker.quit()
+        deadline = time.monotonic() + STOP_WAIT_S
+        for worker, cleanup in stopping:
+            while worker.is_running and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if cleanup is not None and not worker.is_running:  # stopped: its generator is free to close here
+                cleanup()
+
+
+class _Unparented(QObject):
+    """Calls ``on_close`` when ``dock`` loses its parent (napari's close button on a dock widget)."""
+
+    def __init__(self, dock: QWidget, on_close):
+        super().__init__(dock)
+        self._on_close = on_close
+        dock.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:
+        if event.type() == QEvent.Type.ParentChange and obj.parent() is None:
+            self._on_close()
+        return False

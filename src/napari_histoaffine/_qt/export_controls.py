@@ -4,12 +4,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QFileDialog, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar
 
 from ..errors import HistoAffineError
-from .common import make_button
+from .common import DockJobs, make_button, steps_worker
 
 TRANSFORM_FILTERS = "JSON (*.json);;elastix parameters (*.txt);;ITK transform (*.tfm)"
 
@@ -19,12 +18,6 @@ def with_filter_suffix(path: str, chosen_filter: str) -> str:
     the extension chooses the format written."""
     suffix = re.search(r"\(\*(\.[\w.]+)", chosen_filter or "")
     return path + suffix.group(1) if path and suffix and not Path(path).suffix else path
-
-
-@thread_worker
-def _slide_worker(steps):
-    """Generator worker: yields the warp's Progress per block and returns its level shapes."""
-    return (yield from steps)
 
 
 class ExportControls(QGroupBox):
@@ -39,6 +32,7 @@ class ExportControls(QGroupBox):
         super().__init__("Files")
         self.register = register
         self.worker = None
+        self.background = DockJobs(register)  # the warp stops (its partial file removed) when the Register dock closes
         self.transform_button = make_button("Export transform…", self._ask_export_transform)
         self.landmarks_button = make_button("Export landmarks…", self._ask_export_landmarks)
         self.slide_button = make_button("Export warped slide…", self._ask_export_slide)
@@ -71,20 +65,18 @@ class ExportControls(QGroupBox):
         """Warp the moving layer's file onto the fixed grid in a worker and return it; raises HistoAffineError
         (the layer has no file) before anything starts."""
         steps = self.register.session.slide_warp(path)
-        self.worker = _slide_worker(steps)
-        self.worker.yielded.connect(lambda item: self.progress.setValue(round(100 * item.fraction)))
-        self.worker.returned.connect(lambda _: self._done(f"Saved {path}"))
-        # a quit worker only stops asking for blocks; closing the warp stops its writer and removes the partial file
-        self.worker.aborted.connect(steps.close)
-        self.worker.aborted.connect(lambda: self._done("Export cancelled: no file written."))
-        self.worker.errored.connect(lambda exc: self._done(f"Export failed: {exc}", error=True))
-        self.worker.finished.connect(self._on_finished)
+        self.worker = steps_worker(steps)
         self.progress.setValue(0)
         self.status.setText(f"Writing {Path(path).name}…")
         self._show_slide_progress(True)
         self.slide_button.setEnabled(False)
-        self.worker.start()
-        return self.worker
+        # a quit worker only stops asking for blocks; closing the warp stops its writer and removes the partial file
+        return self.background.start(self.worker, cleanup=steps.close,
+                               yielded=lambda item: self.progress.setValue(round(100 * item.fraction)),
+                               returned=lambda _: self._done(f"Saved {path}"),
+                               aborted=lambda: self._done("Export cancelled: no file written."),
+                               errored=lambda exc: self._done(f"Export failed: {exc}", error=True),
+                               finished=self._on_finished)
 
     def cancel(self) -> None:
         """Stop the slide warp after the block being written; the partial file is removed."""

@@ -21,7 +21,7 @@ from ..plugin.session import PickedLayers, RegistrationInputs, RegistrationSessi
 from ..registration.options import RegistrationOptions
 from ..registration.pipeline import register_steps
 from ..registration.weights import default_weights_path
-from .common import BUNDLED
+from .common import BUNDLED, DockJobs
 from .inspection_controls import OFF
 from .layer_pickers import LayerPairPicker
 from .register_view import MASKS, RegisterView
@@ -64,6 +64,7 @@ class RegisterWidget(RegisterView):
         super().__init__()
         self.viewer = napari_viewer
         self.worker = None
+        self.background = DockJobs(self)  # closing the dock or the viewer stops the run; its result is then dropped
         self.session = RegistrationSession(napari_viewer.layers)
         self.session.events.matrix.connect(self._on_matrix)
         self.session.events.landmarks.connect(self.update_table)
@@ -173,16 +174,14 @@ class RegisterWidget(RegisterView):
     def _run(self, inputs: RegistrationInputs, extra: dict, message: str, done) -> None:
         """Register ``inputs`` (with ``extra`` engine keywords) in a worker; ``done`` gets the result."""
         self.worker = _register_worker(inputs.moving, inputs.fixed, inputs.keywords(**extra))
-        self.worker.yielded.connect(self._on_progress)
-        self.worker.returned.connect(done)
-        self.worker.aborted.connect(lambda: self._stopped("Cancelled; layers unchanged."))
-        self.worker.errored.connect(lambda exc: show_error(f"Registration failed: {exc}"))
-        self.worker.errored.connect(lambda _: self._stopped("Registration failed; layers unchanged."))
-        self.worker.finished.connect(self._on_finished)
         self.progress.setValue(0)
         self.status.setText(message)
         self._set_running(True)
-        self.worker.start()
+        self.background.start(self.worker, yielded=self._on_progress, returned=done,
+                        aborted=lambda: self._stopped("Cancelled; layers unchanged."),
+                        errored=[lambda exc: show_error(f"Registration failed: {exc}"),
+                                 lambda _: self._stopped("Registration failed; layers unchanged.")],
+                        finished=self._on_finished)
 
     def cancel(self) -> None:
         """Ask the running registration to stop at its next stage boundary; nothing is applied."""

@@ -14,7 +14,7 @@ from ..plugin.session import SavedLooks, show_registered
 from ..registration.options import RegistrationOptions
 from ..registration.preprocess import DEFAULT_WORKING_SIZE
 from ..registration.weights import default_weights_path
-from .common import make_button, scrolled_layout
+from .common import DockJobs, make_button, scrolled_layout
 
 
 @thread_worker
@@ -30,6 +30,7 @@ class SeriesWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.worker = None
+        self.background = DockJobs(self)  # closing the dock or the viewer stops the series; nothing is applied
         self.results: dict = {}
         self.looks = SavedLooks()  # the sections as they were before the series was applied
         self.reference_combo = QComboBox()
@@ -103,17 +104,14 @@ class SeriesWidget(QWidget):
         options = RegistrationOptions(model="default" if default_weights_path() else None)
         self._reference = reference_layer
         self.worker = _series_worker(reference, jobs, reference_full, options)
-        self.worker.yielded.connect(lambda item: (self.progress.setValue(round(100 * item.fraction)),
-                                                  self.status.setText(item.message)))
-        self.worker.returned.connect(self._on_registered)
-        self.worker.aborted.connect(lambda: self.status.setText("Cancelled; layers unchanged."))
-        self.worker.errored.connect(lambda exc: show_error(f"Series registration failed: {exc}"))
-        self.worker.finished.connect(self._on_finished)
         self.register_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
         self.status.setText(f"Registering {len(jobs)} sections…")
-        self.worker.start()
+        self.background.start(self.worker, yielded=lambda item: (self.progress.setValue(round(100 * item.fraction)),
+                                                           self.status.setText(item.message)),
+                        returned=self._on_registered, aborted=lambda: self.status.setText("Cancelled; layers unchanged."),
+                        errored=lambda exc: show_error(f"Series registration failed: {exc}"), finished=self._on_finished)
 
     def cancel(self) -> None:
         """Stop after the section being registered; nothing is applied."""

@@ -5,7 +5,8 @@ folders, as :class:`~napari_histoaffine.training.data.DataSource` specs: the sou
 which pairs validate are those of ``histoaffine train``. A worker poses the pairs and runs the
 training generator (:func:`~napari_histoaffine.training.loop.train_steps`); its progress items reach
 the dock through the ``updated`` signal, and Stop sends it STOP: the loop stops before the next pair,
-saves its checkpoint and returns what it trained. Checkpoints go to a temporary run folder (written
+saves its checkpoint and returns what it trained. Closing the dock or napari stops it between two pairs
+too, waiting for it briefly (:class:`~napari_histoaffine._qt.common.DockJobs`), so Python exits cleanly. Checkpoints go to a temporary run folder (written
 atomically by the loop); Save copies the best one atomically to a file the user picks.
 """
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pathlib import Path
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget, QProgressBar, QWidget
@@ -27,7 +27,7 @@ from ..plugin.training_sources import layer_pair_source
 from ..progress import STOP
 from ..training.data import DataSource, training_data_steps
 from ..training.loop import TrainingUpdate, train_steps
-from .common import WEIGHTS_FILE, make_button, scrolled_layout
+from .common import WEIGHTS_FILE, DockJobs, make_button, scrolled_layout, steps_worker
 from .layer_pickers import LayerPairPicker
 from .register_widget import RegisterWidget
 from .training_settings import TrainingSettings
@@ -35,7 +35,6 @@ from .training_settings import TrainingSettings
 DRAW_INTERVAL_S = 0.5
 
 
-@thread_worker
 def _fine_tune(sources, config, model):
     """Pose the pairs, then train; returns the TrainingOutcome (None when stopped while the pairs were posed)."""
     data = yield from training_data_steps(sources, config.working_size)
@@ -54,6 +53,7 @@ class TrainingWidget(QWidget):
         self.viewer = napari_viewer
         self.sources: list = []  # DataSource, or the four layers of a layer pair (read when a run starts)
         self.worker = None
+        self.background = DockJobs(self)  # closing the dock or the viewer stops the training between two steps
         self.outcome = None
         self._runs = tempfile.TemporaryDirectory(prefix="histoaffine-finetune-")
         self._curve = ([], [], [], [])  # loss steps, losses, validation steps, validation -NCC
@@ -188,13 +188,12 @@ class TrainingWidget(QWidget):
         self.progress.setRange(0, config.total_steps(1))
         self.progress.setValue(0)
         self.status.setText("Starting…")
-        self.worker = _fine_tune(sources, config, model)
-        self.worker.yielded.connect(self.updated.emit)
-        self.worker.returned.connect(self._on_returned)
-        self.worker.errored.connect(lambda exc: show_error(f"Training failed: {exc}"))
-        self.worker.finished.connect(self._on_finished)
+        steps = _fine_tune(sources, config, model)
+        self.worker = steps_worker(steps)
         self._set_running(True)
-        self.worker.start()
+        self.background.start(self.worker, cleanup=steps.close,  # closed: the last checkpoint is saved
+                        yielded=self.updated.emit, returned=self._on_returned,
+                        errored=lambda exc: show_error(f"Training failed: {exc}"), finished=self._on_finished)
 
     def stop(self) -> None:
         """Stop before the next pair; the checkpoints so far are kept."""
