@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_histoaffine import transforms
-from napari_histoaffine.registration.features import FeatureLevel, structure_features
+from napari_histoaffine.registration.features import StructurePyramid, structure_features
 from napari_histoaffine.registration.preprocess import prepare_pair
 from napari_histoaffine.registration.similarity import ncc, smooth
 
@@ -32,7 +32,7 @@ def test_a_flat_image_correlates_with_nothing():
 def test_a_pose_that_overlaps_a_few_pixels_is_no_fit(ihc_at):
     """Over a handful of pixels anything correlates: poses that overlap too little score -1, not a chance 0.99."""
     image = ihc_at(0.3)
-    level = FeatureLevel(*prepare_pair(image, image), 96)
+    level = StructurePyramid(*prepare_pair(image, image)).level(96)
     shrunk = transforms.compose(transforms.scaling(0.05), transforms.translation(10.0, 10.0))
     scores = level.similarity(level.thetas([transforms.identity(), shrunk]))
     assert scores[0].item() == pytest.approx(1.0, abs=1e-4)

