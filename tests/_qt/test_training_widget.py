@@ -2,9 +2,11 @@
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from napari_histoaffine._qt import training_offer
 from napari_histoaffine._qt import training_widget as tw
 from napari_histoaffine._qt.common import BUNDLED, WEIGHTS_FILE
 from napari_histoaffine._qt.training_settings import NEW
@@ -14,7 +16,9 @@ from napari_histoaffine.registration.network import AffineNet
 from napari_histoaffine.registration.options import RegistrationOptions
 from napari_histoaffine.registration.pipeline import register
 from napari_histoaffine.registration.weights import load_model, read_model_metadata
+from napari_histoaffine.progress import Progress
 from napari_histoaffine.sample import make_pair
+from napari_histoaffine.training.judge import ALONE, REGISTER, Figure, Judgement, PairFigures
 
 TIMEOUT_MS = 60_000
 SHARED_IMAGES = Path(__file__).resolve().parents[3] / "shared" / "data" / "anhir-lung-lesion-3" / "images"
@@ -27,7 +31,9 @@ def setup(make_napari_viewer, monkeypatch):
     torch.set_num_threads(1)
     messages = []
     for name in ("show_error", "show_warning", "show_info"):
-        monkeypatch.setattr(tw, name, messages.append)
+        for module in (tw, training_offer):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, messages.append)
     viewer = make_napari_viewer()
     viewer.open_sample("napari-histoaffine", "histology_pair")
     _, widget = viewer.window.add_plugin_dock_widget("napari-histoaffine", "Fine-tune network")
@@ -61,7 +67,9 @@ def test_train_stop_save_use(qtbot, setup, tmp_path):
     widget.stop_button.click()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
     assert not messages
-    assert updates[-1].stage == "stopped" and widget.outcome.stopped
+    trained = [u for u in updates if isinstance(u, tw.TrainingUpdate)]
+    assert trained[-1].stage == "stopped" and widget.outcome.stopped
+    assert updates[-1].stage == "judging" and widget.judgement is not None  # then judged as Register does
     assert len(widget.loss_line.get_xdata()) >= 3 and len(widget.val_line.get_xdata()) >= 2
     assert any(u.metrics.get("val_rtre") is not None for u in updates[1:])  # the landmark layers give rTRE
     assert "left" not in widget.progress.format() and widget.save_button.isEnabled()  # no stale time left
@@ -169,3 +177,73 @@ def test_fine_tuning_the_shipped_weights_raises_the_pairs_ncc(qtbot, setup):
     before = register(moving, fixed, RegistrationOptions(refine=False))
     after = register(moving, fixed, RegistrationOptions(model=load_model(widget.model_path), refine=False))
     assert after.ncc_after > before.ncc_after + 0.01
+
+
+def _register_rtre(qtbot, register_widget, refine: bool) -> float:
+    """Median rTRE of the Register dock's landmark table after a registration with its current model."""
+    register_widget.refine_check.setChecked(refine)
+    register_widget.register_button.click()
+    qtbot.waitUntil(lambda: register_widget.worker is None, timeout=TIMEOUT_MS)
+    return float(np.median(register_widget.table.rtre))
+
+
+def test_before_and_after_are_what_register_reports(qtbot, setup):
+    """From the bundled network, two steps on the sample pair: the dock's figures before → after (Register
+    and the network alone) are those the Register dock shows with the bundled and with the fine-tuned
+    network, to 1e-6."""
+    viewer, widget, messages = setup
+    widget.add_layer_pair()
+    widget.settings.start_from.value = BUNDLED
+    widget.settings.length.value = 2
+    widget.settings.steps_per_epoch.value = 1
+    widget.settings.accumulation.value = 1
+    widget.settings.augmentation.value = 0.0
+    updates = []
+    widget.updated.connect(updates.append)
+    widget.start_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert not messages and widget.outcome.steps == 2
+    assert any(getattr(u, "stage", "") == "judging" for u in updates)
+    judgement = widget.judgement
+    assert [p.name for p in judgement.pairs] == ["moving (restained) → fixed (IHC)"]
+    figures = judgement.pairs[0]
+    assert "Register: median rTRE" in widget.offer.figures.text() and "network alone: median rTRE" in \
+        widget.offer.figures.text()
+    assert "validates" in widget.status.text()
+    _, register_widget = viewer.window.add_plugin_dock_widget("napari-histoaffine", "Register sections")
+    assert register_widget.model_combo.currentText() == BUNDLED
+    before = (_register_rtre(qtbot, register_widget, True), _register_rtre(qtbot, register_widget, False))
+    widget.use_for_registration(anyway=judgement.worse)
+    assert register_widget._model() == str(widget.model_path)
+    after = (_register_rtre(qtbot, register_widget, True), _register_rtre(qtbot, register_widget, False))
+    np.testing.assert_allclose(before, (figures.before[REGISTER].rtre, figures.before[ALONE].rtre), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(after, (figures.after[REGISTER].rtre, figures.after[ALONE].rtre), rtol=0, atol=1e-6)
+
+
+def test_a_worse_network_is_not_switched_in_without_confirmation(qtbot, setup, monkeypatch):
+    """A run whose network validates worse than its start (the issue's numbers: Register's rTRE 0.0031 →
+    0.0038): the dock says so, 'Use for registration' is off and refuses, only 'Use it anyway' switches."""
+    viewer, widget, messages = setup
+
+    def worse_judgement(outcome, judged, before):
+        assert len(judged) == 1 and before is not None
+        yield Progress("judging", 0.0, "as Register: the pair")
+        return Judgement((PairFigures("pair", {REGISTER: Figure(0.0031, 0.7, 1.0), ALONE: Figure(0.030, 0.6, 0.9)},
+                                      {REGISTER: Figure(0.0038, 0.7, 1.0), ALONE: Figure(0.020, 0.6, 0.9)}),))
+
+    monkeypatch.setattr(tw, "judge_outcome_steps", worse_judgement)
+    _, register_widget = viewer.window.add_plugin_dock_widget("napari-histoaffine", "Register sections")
+    widget.add_layer_pair()
+    configure(widget, steps=2, per_epoch=1)
+    widget.start_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert not messages and widget.judgement.worse and widget.model_path is not None
+    assert "validates worse" in widget.status.text() and "0.0031 → 0.0038" in widget.status.text()
+    assert "Use it anyway" in widget.offer.figures.text()
+    assert not widget.use_button.isEnabled() and widget.save_button.isEnabled()
+    assert widget.anyway_button.isEnabled() and not widget.anyway_button.isHidden()
+    widget.use_for_registration()  # the plain action refuses, saying why
+    assert "validates worse" in messages.pop() and register_widget.model_combo.currentText() == BUNDLED
+    widget.anyway_button.click()
+    assert register_widget.model_combo.currentText() == WEIGHTS_FILE
+    assert register_widget._model() == str(widget.model_path) and "validates worse" in messages.pop()

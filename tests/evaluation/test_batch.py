@@ -102,3 +102,27 @@ def test_register_batch_cli_without_landmark_columns(table, tmp_path, capsys):
     assert {"confidence", "flagged", "verdict"} <= set(saved)
     assert {"confidence", "flagged"} <= set(pd.read_csv(out / "results.csv").columns)
     assert not (out / "broken.json").exists() and not (out / "pair1.csv").exists()
+
+
+def test_a_calibrated_pair_gains_tre_in_um_and_its_transform_states_the_pixel_sizes(table, serial, tmp_path, capsys):
+    """Both OME slides state 0.5 µm: the row holds the TRE in µm (px × 0.5); the PNG pairs have no such column."""
+    import tifffile
+
+    from napari_histoaffine.files.pixel_size import ome_physical_size
+
+    for name in ("fixed", "m1"):
+        tifffile.imwrite(tmp_path / f"{name}.ome.tif", read_image(table / f"{name}.png").data, ome=True,
+                         photometric="rgb", metadata={"axes": "YXS", **ome_physical_size((0.5, 0.5))})
+    pd.DataFrame({"Source image": [str(tmp_path / "m1.ome.tif")], "Target image": [str(tmp_path / "fixed.ome.tif")],
+                  "Source landmarks": [str(table / "m1.csv")], "Target landmarks": [str(table / "fixed.csv")],
+                  "Case": ["calibrated"]}).to_csv(tmp_path / "pairs.csv", index=False)
+    out = tmp_path / "out"
+    assert main(["register-batch", str(tmp_path / "pairs.csv"), "--out", str(out), "--model", "none",
+                 "--working-size", "128", "--no-mirror"]) == 0
+    results = pd.read_csv(out / "results.csv")
+    tre_px = np.linalg.norm(read_landmarks(out / "calibrated.csv") - read_landmarks(table / "fixed.csv"), axis=1)
+    assert results["tre_median_um"][0] == pytest.approx(0.5 * np.median(tre_px))
+    assert results["tre_max_um"][0] == pytest.approx(0.5 * tre_px.max())
+    assert json.loads((out / "calibrated.json").read_text())["fixed_pixel_size_um"] == pytest.approx([0.5, 0.5])
+    assert "median TRE [µm]" in capsys.readouterr().out
+    assert "tre_median_um" not in serial[1].columns  # PNGs state no pixel size: no µm made up

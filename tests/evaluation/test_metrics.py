@@ -37,3 +37,12 @@ def test_landmark_sets_of_different_length_or_empty_are_rejected():
         tre(np.zeros((3, 2)), np.zeros((2, 2)))
     with pytest.raises(InputError, match="no landmarks"):
         landmark_stats(np.zeros((0, 2)), np.zeros((0, 2)), 10.0)
+
+
+def test_tre_in_um_scales_each_axis_by_its_pixel_size():
+    from napari_histoaffine.evaluation.metrics import tre_um
+
+    fixed = np.zeros((2, 2))
+    moved = [[3, 0], [3, 4]]  # (x, y) in pixels
+    np.testing.assert_allclose(tre_um(moved, fixed, (0.5, 0.5)), 0.5 * tre(moved, fixed))
+    np.testing.assert_allclose(tre_um(moved, fixed, (0.5, 0.25)), [1.5, np.hypot(1.5, 1.0)])

@@ -1,4 +1,6 @@
 """Tests of the training loop (napari_histoaffine.training): learning, stop, resume, repeatability, CLI."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -140,9 +142,8 @@ def test_closing_the_generator_saves_the_last_checkpoint(tmp_path):
     assert len((tmp_path / "log.csv").read_text().splitlines()) == 1 + 3
 
 
-def test_one_rule_for_which_pairs_validate(tmp_path):
-    """Held-out table pairs validate only, posed as at inference; other table pairs train only; a pair of
-    sections in memory trains and validates. A table's pairs are posed once until a file changes."""
+def _two_pair_table(tmp_path):
+    """The sample pair as a pairs table of two cases, a (a-He.png) and b (b-CD31.png), onto fixed.png, with landmarks."""
     from napari_histoaffine.files.images import write_image
     from napari_histoaffine.files.tables import write_landmarks
     from napari_histoaffine.sample import make_pair
@@ -156,6 +157,15 @@ def test_one_rule_for_which_pairs_validate(tmp_path):
     table = tmp_path / "pairs.csv"
     table.write_text("Source image,Target image,Source landmarks,Target landmarks,Case\n"
                      "a-He.png,fixed.png,a-He.csv,fixed.csv,a\nb-CD31.png,fixed.png,b-CD31.csv,fixed.csv,b\n")
+    return pair, table
+
+
+def test_one_rule_for_which_pairs_validate(tmp_path):
+    """Held-out table pairs validate only, posed as at inference; other table pairs train only; a pair of
+    sections in memory trains and validates. A table's pairs are posed once until a file changes."""
+    from napari_histoaffine.files.images import write_image
+
+    pair, table = _two_pair_table(tmp_path)
     sections = SectionArrays("layers", pair.moving, pair.fixed, None, pair.moving_landmarks, pair.fixed_landmarks)
     sources = [DataSource("table", str(table), holdout=("cd31",)), DataSource("layers", sections=sections)]
     data = run_steps(training_data_steps(sources, SIZE))
@@ -228,3 +238,35 @@ def test_real_pairs_learn_from_the_refinement_and_validate_from_the_pose():
     assert sample.truth is not None
     held = pose_validation_pair(pair.moving, pair.fixed, pair.moving_landmarks, pair.fixed_landmarks, SIZE)
     assert held.target is None and make_sample(held, _tiny_config(), None).truth is None
+
+
+def test_cli_reports_before_and_after_as_register_does(tmp_path, capsys):
+    """``histoaffine train`` judges the network it writes against the one it started from, on the held-out
+    pair, with the registration engine itself: Register's figures and the network alone's, before → after."""
+    from napari_histoaffine.files.images import read_pair
+    from napari_histoaffine.files.tables import read_landmarks
+    from napari_histoaffine.registration.options import RegistrationOptions
+    from napari_histoaffine.registration.pipeline import register
+
+    pair, table = _two_pair_table(tmp_path)
+    out = tmp_path / "run"
+    capsys.readouterr()
+    assert main(["train", "--pairs", str(table), "--holdout-stains", "CD31", "--steps", "2", "--accumulation", "1",
+                 "--working-size", "96", "--width", "8", "--patch-size", "96", "--validate-every", "1",
+                 "--out", str(out), "--quiet"]) == 0
+    said = capsys.readouterr()
+    judged = json.loads(said.out)["judged"]
+    assert [p["name"] for p in judged["pairs"]] == ["b"]
+    lines = said.err.splitlines()
+    assert any(line.startswith("  b: Register rTRE ") and "network alone rTRE" in line for line in lines)
+    assert any(line.strip().startswith("Register: median rTRE ") and "→" in line and line.endswith("on 1 pair")
+               for line in lines)
+    assert any(line.strip().startswith("network alone: median rTRE ") for line in lines)
+    assert json.loads((out / "judgement.json").read_text()) == judged
+    assert ("histoaffine: warning: " in said.err) == judged["worse"]
+    # the "after" figure is what Register (the engine, default options) gives with the written network
+    moving, fixed = read_pair(tmp_path / "b-CD31.png", tmp_path / "fixed.png", RegistrationOptions().working_size)
+    result = register(moving, fixed, RegistrationOptions(model=str(out / "model.safetensors")))
+    moved = transforms.apply_to_points(result.matrix, read_landmarks(tmp_path / "b-CD31.csv"))
+    rtre = np.median(np.linalg.norm(moved - pair.fixed_landmarks, axis=1)) / np.hypot(*fixed.full_shape[:2])
+    assert abs(judged["pairs"][0]["after"]["Register"]["rtre"] - rtre) < 1e-6

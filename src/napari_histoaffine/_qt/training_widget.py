@@ -3,44 +3,52 @@
 Pairs come from image layers (optionally with landmark layers, for rTRE), ANHIR pairs tables or
 folders, as :class:`~napari_histoaffine.training.data.DataSource` specs: the sources and the rule of
 which pairs validate are those of ``histoaffine train``. A worker poses the pairs and runs the
-training generator (:func:`~napari_histoaffine.training.loop.train_steps`); its progress items reach
+training generator (:func:`~napari_histoaffine.training.loop.train_steps`), then judges the offered network
+against the one it started from on the layer pairs, as Register does
+(:func:`~napari_histoaffine.training.judge.judge_outcome_steps`); its progress items reach
 the dock through the ``updated`` signal, and Stop sends it STOP: the loop stops before the next pair,
 saves its checkpoint and returns what it trained. Closing the dock or napari stops it between two pairs
 too, waiting for it briefly (:class:`~napari_histoaffine._qt.common.DockJobs`), so Python exits cleanly. Checkpoints go to a temporary run folder (written
-atomically by the loop); Save copies the best one atomically to a file the user picks.
+atomically by the loop); Save copies the best one atomically to a file the user picks
+(:class:`~napari_histoaffine._qt.training_offer.RunOffer`, which also keeps a worse network from Register
+unless the user clicks "Use it anyway").
 """
 from __future__ import annotations
 
+import copy
 import tempfile
 import time
 from pathlib import Path
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_error
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget, QProgressBar, QWidget
 
 from ..errors import HistoAffineError, InputError
-from ..files.atomic import atomic_write
 from ..plugin.training_sources import layer_pair_source
 from ..progress import STOP
+from ..registration.options import DEFAULT_WORKING_SIZE
 from ..training.data import DataSource, training_data_steps
-from ..training.loop import TrainingUpdate, train_steps
-from .common import WEIGHTS_FILE, DockJobs, make_button, scrolled_layout, steps_worker
+from ..training.judge import judge_outcome_steps, validation_sections
+from ..training.loop import TrainingUpdate, new_network, train_steps
+from .common import DockJobs, make_button, scrolled_layout, steps_worker
 from .layer_pickers import LayerPairPicker
-from .register_widget import RegisterWidget
+from .training_offer import RunOffer
 from .training_settings import TrainingSettings
 
 DRAW_INTERVAL_S = 0.5
 
 
-def _fine_tune(sources, config, model):
-    """Pose the pairs, then train; returns the TrainingOutcome (None when stopped while the pairs were posed)."""
+def _fine_tune(sources, judged, config, model, before):
+    """Pose the pairs, train, judge the offered network against ``before`` on ``judged`` as Register does;
+    returns (TrainingOutcome, Judgement or None); (None, None) when stopped while the pairs were posed."""
     data = yield from training_data_steps(sources, config.working_size)
     if data is None:
-        return None
-    return (yield from train_steps(config, data, model=model))
+        return None, None
+    outcome = yield from train_steps(config, data, model=model)
+    return outcome, (yield from judge_outcome_steps(outcome, judged, before))
 
 
 class TrainingWidget(QWidget):
@@ -55,6 +63,7 @@ class TrainingWidget(QWidget):
         self.worker = None
         self.background = DockJobs(self)  # closing the dock or the viewer stops the training between two steps
         self.outcome = None
+        self.judgement = None
         self._runs = tempfile.TemporaryDirectory(prefix="histoaffine-finetune-")
         self._curve = ([], [], [], [])  # loss steps, losses, validation steps, validation -NCC
         self._drawn = 0.0
@@ -78,8 +87,9 @@ class TrainingWidget(QWidget):
         QHBoxLayout(settings).addWidget(self.settings.form.native)
 
         self.start_button, self.stop_button = make_button("Start", self.start), make_button("Stop", self.stop)
-        self.save_button = make_button("Save…", self._ask_save)
-        self.use_button = make_button("Use for registration", self.use_for_registration)
+        self.offer = RunOffer(self.viewer)
+        self.save_button, self.use_button = self.offer.save_button, self.offer.use_button
+        self.anyway_button = self.offer.anyway_button
         self.progress = QProgressBar()
         self.progress.setFormat("%v/%m steps")
         self.status = QLabel("Add training pairs and click Start.")
@@ -101,15 +111,13 @@ class TrainingWidget(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.canvas)
-        layout.addLayout(_row(self.save_button, self.use_button))
+        layout.addWidget(self.offer)
         self._set_running(False)
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
-        done = not running and self.outcome is not None and self.model_path is not None
-        self.save_button.setEnabled(done)
-        self.use_button.setEnabled(done)
+        self.offer.show_offer(None if running else self.model_path, None if running else self.judgement)
 
     # ---------------------------------------------------------------- training pairs
     def add_layer_pair(self) -> None:
@@ -156,7 +164,8 @@ class TrainingWidget(QWidget):
             self.add_folder(path)
 
     def _data_sources(self, working_size: int) -> list[DataSource]:
-        """The sources of the run; layer pairs read here, in the main thread."""
+        """The sources of the run, layer pairs read here (main thread) at ``working_size``: the training's, or
+        Register's for judging the result as Register does."""
         sources = []
         for source in self.sources:
             if not isinstance(source, DataSource):
@@ -179,16 +188,18 @@ class TrainingWidget(QWidget):
             model = self.settings.start_model()
             config = self.settings.config(out_dir=tempfile.mkdtemp(dir=self._runs.name))
             sources = self._data_sources(config.working_size)
+            judged = validation_sections([s for s in self._data_sources(DEFAULT_WORKING_SIZE) if s.kind == "layers"])
         except (HistoAffineError, OSError) as exc:
             show_error(str(exc))
             return
-        self.outcome = None
+        self.outcome = self.judgement = None
         self._curve = ([], [], [], [])
         self._draw()
         self.progress.setRange(0, config.total_steps(1))
         self.progress.setValue(0)
         self.status.setText("Starting…")
-        steps = _fine_tune(sources, config, model)
+        before = copy.deepcopy(model) if model is not None else new_network(config)  # training changes model
+        steps = _fine_tune(sources, judged, config, model, before)
         self.worker = steps_worker(steps)
         self._set_running(True)
         self.background.start(self.worker, cleanup=steps.close,  # closed: the last checkpoint is saved
@@ -203,7 +214,8 @@ class TrainingWidget(QWidget):
 
     def _on_update(self, item) -> None:
         if not isinstance(item, TrainingUpdate):
-            self.status.setText(f"Preparing training pairs: {item.message}")
+            judging = item.stage == "judging"
+            self.status.setText(f"Judging {item.message}" if judging else f"Preparing training pairs: {item.message}")
             return
         steps, losses, val_steps, vals = self._curve
         if item.stage == "training" and item.loss is not None:
@@ -228,15 +240,18 @@ class TrainingWidget(QWidget):
         self.canvas.draw_idle()
         self._drawn = time.monotonic()
 
-    def _on_returned(self, outcome) -> None:
-        self.outcome = outcome
+    def _on_returned(self, returned) -> None:
+        self.outcome, self.judgement = returned
+        outcome, judgement = returned
         self._draw()
         if outcome is None:
             self.status.setText("Stopped before training began.")
         elif outcome.best_validation is not None:
             word = "Stopped" if outcome.stopped else "Finished"
-            self.status.setText(f"{word} at step {outcome.steps}; best validation NCC {outcome.best_validation:.3f} "
-                                f"at step {outcome.best_step} (kept for Save / Use for registration).")
+            judged = (judgement.verdict() if judgement is not None else
+                      "Not compared with Register: add a layer pair to judge the network on your sections.")
+            self.status.setText(f"{word} at step {outcome.steps}; the network of step {outcome.best_step} is kept "
+                                f"for Save / Use for registration. {judged}")
 
     def _on_finished(self) -> None:
         self.worker = None
@@ -251,39 +266,16 @@ class TrainingWidget(QWidget):
         return path if path is not None and path.is_file() else None
 
     def save(self, path) -> None:
-        """Copy the best checkpoint to ``path`` atomically (a crash never leaves half a file)."""
-        if self.model_path is None:
-            raise InputError("Nothing has been trained yet: start training and let at least one step run")
-        with atomic_write(path, "wb") as fh:
-            fh.write(self.model_path.read_bytes())
+        """Copy the best checkpoint to ``path`` atomically (see :meth:`RunOffer.save`)."""
+        self.offer.save(path)
 
     def _ask_save(self) -> None:
-        if self.model_path is None:
-            show_warning("Nothing has been trained yet: start training and let at least one step run.")
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Save fine-tuned network", "finetuned.safetensors",
-                                              "safetensors (*.safetensors)")
-        if not path:
-            return
-        try:
-            self.save(path)
-        except OSError as exc:
-            show_error(f"Save failed: {exc}")
-            return
-        show_info(f"Saved {path}")
+        self.offer.ask_save()
 
-    def use_for_registration(self) -> None:
-        """Point the open Register widget at this run's best network (its model menu switches back to the default)."""
-        register = next((w for w in self.viewer.window.dock_widgets.values() if isinstance(w, RegisterWidget)), None)
-        if register is None:
-            show_warning("Open the 'Register sections' widget first, then click 'Use for registration' again.")
-            return
-        if self.model_path is None:
-            show_warning("Nothing has been trained yet: start training and let at least one step run.")
-            return
-        register.weights_edit.setText(str(self.model_path))
-        register.model_combo.setCurrentText(WEIGHTS_FILE)
-        show_info("The Register widget now uses the fine-tuned network (choose 'bundled default' there to go back).")
+    def use_for_registration(self, anyway: bool = False) -> None:
+        """Point the open Register widget at this run's best network; one that validates worse than the network
+        it started from only ``anyway`` (the "Use it anyway" button)."""
+        self.offer.use(anyway)
 
 
 def _row(*widgets) -> QHBoxLayout:

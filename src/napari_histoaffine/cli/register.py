@@ -68,7 +68,7 @@ def _run_register(args: argparse.Namespace) -> int:
             stats = metrics.landmark_stats(moved, target, diagonal, initial_xy=source)
             line += f"; rTRE median {stats.rtre_median:.4f} mean {stats.rtre_mean:.4f} max {stats.rtre_max:.4f}"
             if sizes["fixed_pixel_size_um"]:  # TRE in the fixed slide's µm
-                tre_um = np.hypot(*((moved - target) * np.asarray(sizes["fixed_pixel_size_um"])).T)
+                tre_um = metrics.tre_um(moved, target, sizes["fixed_pixel_size_um"])
                 line += f"; TRE median {np.median(tre_um):.2f} um max {tre_um.max():.2f} um"
     print(line + note)
     return 0

@@ -146,11 +146,43 @@ def _ship(weights: Path, config, outcome, command: str) -> Path:
     return target
 
 
+def _starting_network(args: argparse.Namespace, model, config):
+    """A private copy of the network this run starts from (training changes ``model`` in place)."""
+    import copy
+
+    from ..registration.weights import load_model
+    from ..training.loop import new_network
+
+    if args.resume:
+        return load_model(args.resume)
+    return copy.deepcopy(model) if model is not None else new_network(config)
+
+
+def _tell_judgement(judgement, out_dir: Path) -> None:
+    """The figures Register reports, before → after, on stderr (also with --quiet: they are the result), and
+    ``judgement.json``; a fine-tuned network that validates worse is written with a warning."""
+    from ..files.atomic import write_json
+
+    if judgement is None:
+        print("not judged as Register: no validation pairs of your own (hold pairs out with --holdout-stains)",
+              file=sys.stderr)
+        return
+    write_json(out_dir / "judgement.json", judgement.to_dict())
+    print("as Register reports them, before → after fine-tuning (model.safetensors):", file=sys.stderr)
+    for line in judgement.lines():
+        print("  " + line, file=sys.stderr)
+    if judgement.worse:
+        print(f"histoaffine: warning: {judgement.verdict()} {out_dir / 'model.safetensors'} was written anyway "
+              f"(figures in {out_dir / 'judgement.json'}): keep the starting network unless you prefer this one",
+              file=sys.stderr)
+
+
 def _run_train(args: argparse.Namespace) -> int:
     import torch
 
     from ..progress import run_steps
     from ..training.data import data_sources, training_data_steps
+    from ..training.judge import judge_outcome_steps, validation_sections
     from ..training.loop import train_steps
 
     if args.threads:
@@ -165,6 +197,7 @@ def _run_train(args: argparse.Namespace) -> int:
     data = run_steps(training_data_steps(data_sources(config.data), config.working_size),
                      None if args.quiet else report)
     say(f"{len(data.train)} training sources, {len(data.validation)} validation pairs")
+    before = _starting_network(args, model, config)
     steps = train_steps(config, data, model=model, resume=args.resume)
     try:
         outcome = run_steps(steps, None if args.quiet else _every_percent(config.total_steps(len(data.train))))
@@ -173,10 +206,14 @@ def _run_train(args: argparse.Namespace) -> int:
         print("histoaffine: interrupted: resume with --resume " + str(Path(config.out_dir) / "last.safetensors"),
               file=sys.stderr)
         return 130
+    judged = validation_sections(data_sources(config.data))
+    judgement = run_steps(judge_outcome_steps(outcome, judged, before), None if args.quiet else report)
     print(json.dumps({"steps": outcome.steps, "seconds": round(outcome.seconds, 1),
                       "steps_per_second": outcome.steps_per_second, "initial": outcome.initial_validation,
                       "final": outcome.final_validation, "best_validation": outcome.best_validation,
-                      "best_step": outcome.best_step, "best": str(outcome.best_path)}, indent=2))
+                      "best_step": outcome.best_step, "best": str(outcome.best_path),
+                      "judged": judgement.to_dict() if judgement else None}, indent=2))
+    _tell_judgement(judgement, Path(config.out_dir))
     if args.ship:
         # the state after the last step, as in the paper: validation is watched, not used to choose
         target = _ship(outcome.last_path, config, outcome, " ".join(["histoaffine"] + sys.argv[1:]))

@@ -16,6 +16,7 @@ from .. import transforms
 from ..errors import HistoAffineError, InputError
 from ..files.atomic import atomic_write, write_json
 from ..files.images import read_pair
+from ..files.pixel_size import pixel_size_um
 from ..files.tables import Pair, read_landmarks, write_landmarks
 from ..registration.options import RegistrationOptions
 from ..registration.pipeline import register
@@ -66,14 +67,19 @@ def evaluate_pair(pair: Pair, out_dir, options: RegistrationOptions | None = Non
         if scored:
             row.update(_prefixed("initial_", metrics.landmark_stats(source, target, diagonal)), diagonal=diagonal)
         result = register(moving, fixed, options)
+        sizes = {"moving_pixel_size_um": pixel_size_um(pair.moving_image),
+                 "fixed_pixel_size_um": pixel_size_um(pair.fixed_image)}
         if save_transform:
             paths = {"moving_image": pair.moving_image, "fixed_image": pair.fixed_image,
                      "moving_landmarks": pair.moving_landmarks, "fixed_landmarks": pair.fixed_landmarks}
-            write_json(result_json, {**result.to_dict(), **paths})
+            write_json(result_json, {**result.to_dict(), **paths, **sizes})
         if scored:
             warped = transforms.apply_to_points(result.matrix, source)
             write_landmarks(result_csv, warped)
             row.update(metrics.landmark_stats(warped, target, diagonal, initial_xy=source).as_dict())
+            if all(sizes.values()):  # both slides calibrated: TRE in the fixed slide's µm (no column otherwise)
+                microns = metrics.tre_um(warped, target, sizes["fixed_pixel_size_um"])
+                row.update(tre_median_um=float(np.median(microns)), tre_max_um=float(microns.max()))
         row.update(seconds=result.seconds, rotation_deg=result.rotation_deg, flipped=result.flipped,
                    ncc_before=result.ncc_before, ncc_after=result.ncc_after, confidence=result.verdict.confidence,
                    flagged=result.verdict.flagged, pose_margin=result.verdict.margin, verdict=result.verdict.reason,
@@ -92,7 +98,8 @@ def summarize(results: pd.DataFrame) -> dict:
     return {"n": len(results), "errors": int((results["error"] != "").sum()),
             "success_pct": 100.0 * results["success"].astype(bool).mean(),
             "MMrTRE": median.median(), "AMrTRE": median.mean(), "mean_max_rTRE": largest.mean(),
-            "median_s": results["seconds"].median(), "flagged": int(results["flagged"].fillna(False).astype(bool).sum())}
+            "median_s": results["seconds"].median(), "flagged": int(results["flagged"].fillna(False).astype(bool).sum()),
+            "median_TRE_um": results["tre_median_um"].median() if "tre_median_um" in results else float("nan")}
 
 
 def format_summary(summary: dict) -> str:
@@ -102,6 +109,8 @@ def format_summary(summary: dict) -> str:
             ("MMrTRE", f"{summary['MMrTRE']:.4f}"), ("AMrTRE", f"{summary['AMrTRE']:.4f}"),
             ("mean max rTRE", f"{summary['mean_max_rTRE']:.4f}"), ("median seconds", f"{summary['median_s']:.3f}"),
             ("flagged", f"{summary['flagged']}")]
+    if not np.isnan(summary.get("median_TRE_um", float("nan"))):  # only where calibrated pairs were scored
+        rows.append(("median TRE [µm] (calibrated pairs)", f"{summary['median_TRE_um']:.2f}"))
     return "\n".join(["| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]) + "\n"
 
 

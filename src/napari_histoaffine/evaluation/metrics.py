@@ -31,6 +31,12 @@ def tre(moved_xy, fixed_xy) -> np.ndarray:
     return np.linalg.norm(moved - fixed, axis=1)
 
 
+def tre_um(moved_xy, fixed_xy, pixel_size_um) -> np.ndarray:
+    """:func:`tre` in µm: each axis's difference times the fixed image's ``(x, y)`` pixel size in µm."""
+    moved, fixed = _paired(moved_xy, fixed_xy)
+    return np.linalg.norm((moved - fixed) * np.asarray(pixel_size_um, float).reshape(1, 2), axis=1)
+
+
 @dataclass(frozen=True)
 class LandmarkStats:
     """rTRE summary of one registered pair."""

@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import InputError
 from ..files.images import open_pyramid
 from ..files.openslide_levels import OPENSLIDE_SUFFIXES
+from ..files.pixel_size import pixel_size_um
 from ..files.tables import read_landmarks, write_landmarks
 from .layer_transforms import rowcol_to_xy
 
@@ -19,6 +20,8 @@ LANDMARK_STYLE = {"size": 12, "border_width": 0.15, "symbol": "disc"}
 # landmark files opened one after the other get distinct colours (magenta is for mapped landmarks)
 _LANDMARK_COLOURS = itertools.cycle(("cyan", "orange", "lime", "yellow", "violet"))
 _SLIDE_SUFFIXES = (".tif", ".tiff", ".svs", ".ndpi", ".btf", *OPENSLIDE_SUFFIXES)
+# image layer metadata: the (x, y) size in µm of a full-resolution pixel as the file states it (None: it does not)
+PIXEL_SIZE = "pixel_size_um"
 
 
 def landmark_layer(points_xy, name: str, color: str, **kwargs) -> tuple:
@@ -78,7 +81,19 @@ def read_pyramid_layer(path) -> list[tuple]:
     name = Path(path).name.split(".")[0]
     rgb = levels[0].ndim == 3 and levels[0].shape[-1] in (3, 4)
     data = levels if len(levels) > 1 else levels[0]
-    return [(data, {"name": name, "multiscale": len(levels) > 1, "rgb": rgb}, "image")]
+    metadata = {PIXEL_SIZE: pixel_size_um(path)}  # the layer stays in pixels: its scale is not set from this
+    return [(data, {"name": name, "multiscale": len(levels) > 1, "rgb": rgb, "metadata": metadata}, "image")]
+
+
+def layer_pixel_size_um(layer) -> tuple[float, float] | None:
+    """The ``(x, y)`` µm of a full-resolution pixel of an image layer: what this plugin's reader stored in its
+    metadata, else what the file it was read from states; None when neither says (its scale is never taken)."""
+    if PIXEL_SIZE in layer.metadata:
+        size = layer.metadata[PIXEL_SIZE]
+    else:
+        path = getattr(layer.source, "path", None)
+        size = pixel_size_um(path) if path and Path(path).is_file() else None
+    return (float(size[0]), float(size[1])) if size is not None else None
 
 
 def open_files(viewer, paths) -> list:

@@ -20,9 +20,8 @@ from napari.utils.events import EmitterGroup
 
 from .. import transforms
 from ..errors import InputError
-from ..evaluation.metrics import image_diagonal, tre
+from ..evaluation.metrics import image_diagonal, tre, tre_um
 from ..files.atomic import atomic_write, write_json
-from ..files.pixel_size import pixel_size_um
 from ..files.tables import write_landmarks
 from ..files.transform_files import elastix_affine_text, itk_tfm_text, read_transform_file
 from ..registration.options import RegistrationOptions
@@ -38,6 +37,7 @@ from .layer_transforms import (
     points_between,
     rowcol_to_xy,
 )
+from .readers import layer_pixel_size_um
 
 OVERLAY_OPACITY = 0.5  # a registered moving layer over its fixed one
 MASK_OPACITY = 0.35
@@ -85,12 +85,14 @@ class RegistrationInputs:
 
 
 class LandmarkErrors(NamedTuple):
-    """TRE of each landmark pair in fixed pixels, the fixed image's diagonal (rTRE = TRE / diagonal), and
-    the landmarks' own numbers (the ones napari's labels show; None: 0, 1, …)."""
+    """TRE of each landmark pair in fixed pixels, the fixed image's diagonal (rTRE = TRE / diagonal), the
+    landmarks' own numbers (the ones napari's labels show; None: 0, 1, …) and the TRE in µm (None unless the
+    fixed layer's file states its pixel size)."""
 
     tre: np.ndarray
     diagonal: float
     ids: object = None
+    tre_um: np.ndarray | None = None
 
 
 class SavedLooks:
@@ -282,7 +284,9 @@ class RegistrationSession:
         except InputError as exc:
             raise InputError(f"No error shown: {exc}.") from exc
         ids = fixed_pts.features["index"] if "index" in fixed_pts.features else None
-        return LandmarkErrors(errors, image_diagonal(self.result.fixed_shape), ids)
+        size = layer_pixel_size_um(fixed)
+        microns = tre_um(rowcol_to_xy(moved), rowcol_to_xy(target), size) if size else None
+        return LandmarkErrors(errors, image_diagonal(self.result.fixed_shape), ids, microns)
 
     def _update_registered_points(self, event=None) -> None:
         """(Re)build the "(registered)" Points layer: the mapped moving landmarks on the fixed layer's grid."""
@@ -385,6 +389,5 @@ class RegistrationSession:
         source = getattr(moving.source, "path", None)
         if not source or not Path(source).is_file():
             raise InputError(f"Layer '{moving.name}' has no file on disk to warp at full resolution")
-        fixed_source = getattr(self.picked.fixed.source, "path", None)  # its pixel size tags the output
-        return warp_steps(source, self.result.matrix, self.result.fixed_shape, out_path,
-                          pixel_size_um=pixel_size_um(fixed_source) if fixed_source else None)
+        return warp_steps(source, self.result.matrix, self.result.fixed_shape, out_path,  # tagged with the fixed µm
+                          pixel_size_um=layer_pixel_size_um(self.picked.fixed))

@@ -8,7 +8,9 @@ The parts, in the order a run uses them:
 * :mod:`.samples` — random affine and stain augmentation of a pair, the samples and the loss;
 * :mod:`.loop` — :func:`train_steps`, the loop (validation, checkpoints), a generator of
   :class:`TrainingUpdate` progress items; :func:`train` runs it to the end;
-* :mod:`.records` — the run folder: checkpoints, log.csv, loss.png.
+* :mod:`.records` — the run folder: checkpoints, log.csv, loss.png;
+* :mod:`.judge` — before and after: the starting and the fine-tuned network judged by the registration
+  engine itself on the validation pairs, the figures Register reports.
 
 ``histoaffine train`` (:mod:`napari_histoaffine.cli.train`) and the Fine-tune dock are its two front ends.
 The names below are imported on first use, so ``from napari_histoaffine.training import TrainingConfig``
@@ -18,7 +20,8 @@ _PUBLIC = {"TrainingConfig": "config", "DataSource": "data", "SectionArrays": "d
            "TrainingData": "data", "training_data_steps": "data", "data_sources": "data", "ihc_pairs": "data",
            "folder_pairs": "data", "pose_training_pair": "data", "pose_validation_pair": "data",
            "Sample": "samples", "make_sample": "samples", "stain_jitter": "samples", "TrainingUpdate": "loop",
-           "TrainingOutcome": "loop", "train_steps": "loop", "train": "loop", "validate": "loop"}
+           "TrainingOutcome": "loop", "train_steps": "loop", "train": "loop", "validate": "loop",
+           "new_network": "loop", "Judgement": "judge", "judge_steps": "judge", "validation_sections": "judge"}
 __all__ = list(_PUBLIC)
 
 

@@ -116,6 +116,12 @@ def validate(model: AffineNet, samples: list[Sample], config: TrainingConfig | N
             "val_error": float(np.mean(errors)) if errors else None}
 
 
+def new_network(config: TrainingConfig) -> AffineNet:
+    """The network a run from scratch starts from (seeded: the same config gives the same weights)."""
+    torch.manual_seed(config.seed)
+    return AffineNet(NetworkConfig.from_dict({**config.network, "input_long_side": config.working_size}))
+
+
 class _Run:
     """One run's network, optimizer, history and checkpoints: the state :func:`train_steps` moves forward."""
 
@@ -140,8 +146,7 @@ class _Run:
             if self.files is not None:
                 self.history = read_log(self.files.log, self.start_step)
         elif model is None:
-            torch.manual_seed(config.seed)
-            model = AffineNet(NetworkConfig.from_dict({**config.network, "input_long_side": config.working_size}))
+            model = new_network(config)
         if model.config.input_long_side != config.working_size:
             raise InputError(f"the network works at {model.config.input_long_side} px: train it at that working "
                              f"size, not {config.working_size}")
