@@ -28,7 +28,8 @@ def _open_pair(viewer, pair, tmp_path, um):
         tifffile.imwrite(tmp_path / f"{name}.ome.tif", image, ome=True, photometric="rgb",
                          metadata={"axes": "YXS", **size})
         write_landmarks(tmp_path / f"{name}_lm.csv", landmarks)
-    return open_files(viewer, [tmp_path / n for n in ("fixed.ome.tif", "moving.ome.tif", "fixed_lm.csv", "moving_lm.csv")])
+    names = ("fixed.ome.tif", "moving.ome.tif", "fixed_lm.csv", "moving_lm.csv")
+    return open_files(viewer, [tmp_path / name for name in names])
 
 
 def _register(qtbot, viewer, monkeypatch):
@@ -48,7 +49,8 @@ def _register(qtbot, viewer, monkeypatch):
 def test_calibrated_slides_show_the_tre_in_um(qtbot, make_napari_viewer, monkeypatch, tmp_path, pair):
     viewer = make_napari_viewer()
     fixed, moving, fixed_pts, _ = _open_pair(viewer, pair, tmp_path, 0.5)
-    assert fixed.metadata[PIXEL_SIZE] == pytest.approx((0.5, 0.5)) and moving.metadata[PIXEL_SIZE] == pytest.approx((0.5, 0.5))
+    for layer in (fixed, moving):
+        assert layer.metadata[PIXEL_SIZE] == pytest.approx((0.5, 0.5))
     assert tuple(fixed.scale) == (1.0, 1.0)  # the layers stay in pixels
     widget = _register(qtbot, viewer, monkeypatch)
     table = widget.table

@@ -52,8 +52,8 @@ class LandmarkTable(QWidget):
         verdict = "success" if median <= SUCCESS_RTRE else "above the ANHIR success limit"
         um = (f" · TRE median {np.median(self.tre_um):.2f} µm, max {self.tre_um.max():.2f} µm"
               if self.tre_um is not None else "")
-        self.summary.setText(f"rTRE median {median:.4f} · mean {self.rtre.mean():.4f} · max {self.rtre.max():.4f}{um} "
-                             f"({len(self.tre)} landmarks; {verdict} {SUCCESS_RTRE})")
+        self.summary.setText(f"rTRE median {median:.4f} · mean {self.rtre.mean():.4f} · max {self.rtre.max():.4f}"
+                             f"{um} ({len(self.tre)} landmarks; {verdict} {SUCCESS_RTRE})")
 
     def show_message(self, text: str) -> None:
         """Clear the table and say why there are no numbers."""

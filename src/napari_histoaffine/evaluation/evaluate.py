@@ -98,7 +98,8 @@ def summarize(results: pd.DataFrame) -> dict:
     return {"n": len(results), "errors": int((results["error"] != "").sum()),
             "success_pct": 100.0 * results["success"].astype(bool).mean(),
             "MMrTRE": median.median(), "AMrTRE": median.mean(), "mean_max_rTRE": largest.mean(),
-            "median_s": results["seconds"].median(), "flagged": int(results["flagged"].fillna(False).astype(bool).sum()),
+            "median_s": results["seconds"].median(),
+            "flagged": int(results["flagged"].fillna(False).astype(bool).sum()),
             "median_TRE_um": results["tre_median_um"].median() if "tre_median_um" in results else float("nan")}
 
 
