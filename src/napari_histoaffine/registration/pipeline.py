@@ -51,10 +51,10 @@ class Schedule:
 
 
 SCHEDULE = Schedule(DEFAULT_SCALES[:1], DEFAULT_SCALES[1:])
-# After the network: a short race at 96 px, the final there and at 192 px, where every other pixel
-# of every other row suffices (a finish at the 288-px working size gained nothing measurable; 4 steps
-# at every third pixel left a shared case on a flat ridge at 0.022 where 6 reach 0.017)
-AFTER_NETWORK_SCHEDULE = Schedule(((96, 3, 2),), ((96, 5, 1), (192, 6, 2)))
+# After the network: a short race at 96 px, the final there and at 192 px, where every third pixel
+# of every third row suffices (a finish at the 288-px working size gained nothing measurable; 4 steps
+# there left a shared Ki67 -> He case on a flat ridge at 0.022 where 6 reach 0.015)
+AFTER_NETWORK_SCHEDULE = Schedule(((96, 3, 2),), ((96, 5, 1), (192, 6, 3)))
 REPORT_SIZE = DEFAULT_SCALES[-1][0]  # the scale of the reported NCC: where both schedules' finals end
 # a race whose leader leads every different pose by less than this is close: the pose search takes a
 # second, thorough look (as it does when the sections' areas differ, so the scale guess is in doubt),
