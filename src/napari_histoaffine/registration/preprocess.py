@@ -256,8 +256,9 @@ def search_tissue(inverted: np.ndarray, mask: np.ndarray) -> np.ndarray:
     A pen stroke, a fold or a bubble's rim absorbs far more than stain does and, stretched alone,
     outshines all the structure that tells the pose; a pixel's rank gives no structure more of the
     range than its share of the tissue, whatever the stains' strengths (lung hard development cases
-    88 -> 91 %, their artifacts 25 -> 50 %; phantom development cases 87 -> 88 %). The refinement keeps :func:`normalize_tissue`: with
-    these images its optimum moved off the landmarks' on a pair of the shared cases.
+    88 -> 91 %, their artifacts 25 -> 50 %; phantom development cases 87 -> 88 %). The refinement
+    keeps :func:`normalize_tissue`: with these images its optimum moved off the landmarks' on a pair of
+    the shared cases.
     """
     levels = np.percentile(_tissue_values(inverted, mask), RANK_LEVELS)
     # ranks looked up in a table of 1024 levels: a third of the time of interpolating every pixel, within 0.001
