@@ -116,3 +116,26 @@ def pair_arrays(layers, working_size: int) -> list[tuple[np.ndarray, tuple[int, 
             array, _ = resample(array, factor)
         arrays.append((array, tuple(int(v) for v in levels[0].shape[:2])))
     return arrays
+
+
+class SavedLooks:
+    """Each changed layer's affine and opacity before its first change; :meth:`restore` puts them back exactly."""
+
+    def __init__(self):
+        self._saved: dict = {}  # layer.unique_id → (layer, affine, opacity)
+
+    def keep(self, layer) -> None:
+        """Remember ``layer``'s look unless it was kept already (then the kept one is the original)."""
+        self._saved.setdefault(layer.unique_id, (layer, np.array(layer.affine.affine_matrix), layer.opacity))
+
+    def data_to_world(self, layer) -> np.ndarray:
+        """``layer``'s data → world matrix with its original affine."""
+        saved = self._saved.get(layer.unique_id)
+        affine = saved[1] if saved is not None else np.asarray(layer.affine.affine_matrix, float)
+        return affine @ layer_matrices(layer)[0]
+
+    def restore(self) -> None:
+        for layer, affine, opacity in self._saved.values():
+            layer.affine = affine
+            layer.opacity = opacity
+        self._saved.clear()

@@ -28,7 +28,9 @@ from ..registration.options import RegistrationOptions
 from ..registration.results import RegistrationResult
 from ..warp import warp_steps
 from .annotations import SECTION
+from .landmark_layers import number_landmarks
 from .layer_transforms import (
+    SavedLooks,
     data_to_world_matrix,
     fit_affine,
     layer_matrices,
@@ -95,29 +97,6 @@ class LandmarkErrors(NamedTuple):
     tre_um: np.ndarray | None = None
 
 
-class SavedLooks:
-    """Each changed layer's affine and opacity before its first change; :meth:`restore` puts them back exactly."""
-
-    def __init__(self):
-        self._saved: dict = {}  # layer.unique_id → (layer, affine, opacity)
-
-    def keep(self, layer) -> None:
-        """Remember ``layer``'s look unless it was kept already (then the kept one is the original)."""
-        self._saved.setdefault(layer.unique_id, (layer, np.array(layer.affine.affine_matrix), layer.opacity))
-
-    def data_to_world(self, layer) -> np.ndarray:
-        """``layer``'s data → world matrix with its original affine."""
-        saved = self._saved.get(layer.unique_id)
-        affine = saved[1] if saved is not None else np.asarray(layer.affine.affine_matrix, float)
-        return affine @ layer_matrices(layer)[0]
-
-    def restore(self) -> None:
-        for layer, affine, opacity in self._saved.values():
-            layer.affine = affine
-            layer.opacity = opacity
-        self._saved.clear()
-
-
 def show_registered(moving, matrix, fixed_data_to_world) -> None:
     """Show the ``moving`` layer registered by ``matrix`` (moving → fixed pixels, ``(x, y)``) onto the fixed
     layer whose data → world matrix is given: through its affine, half transparent (see layer_transforms)."""
@@ -147,6 +126,7 @@ class RegistrationSession:
         self.mask_layers: list = []
         self.looks = SavedLooks()
         self._moving_world0 = None  # the moving image's data → world before the session changed it
+        self.landmarks_gone: str | None = None  # why the landmark pair was dropped (a layer of it was removed)
         self._connections: list[tuple] = []
         layers.events.removed.connect(self._on_layer_removed)
 
@@ -173,6 +153,10 @@ class RegistrationSession:
             self._connect(picked.fixed_points.events.data, self._landmarks_changed)
         if picked.moving_points is not None:
             self._connect(picked.moving_points.events.data, self._update_registered_points)
+        for layer in picked[2:]:  # numbers that never repeat, set before the handlers above read them
+            if layer is not None:
+                number_landmarks(layer)
+        self.landmarks_gone = None
         self.apply_matrix(result.matrix)
 
     def show_rerun(self, result: RegistrationResult) -> bool:
@@ -275,7 +259,8 @@ class RegistrationSession:
         fixed, _, fixed_pts, _ = self.picked
         registered = self.registered_points
         if fixed_pts is None or registered is None or registered not in self.layers:
-            raise InputError("Choose fixed and moving landmark layers to see the error per landmark.")
+            raise InputError(self.landmarks_gone or "Choose fixed and moving landmark layers to see the error per "
+                             "landmark.")
         to_fixed = data_to_world_matrix(fixed)
         target = points_between(fixed_pts.data, data_to_world_matrix(fixed_pts), to_fixed)
         moved = points_between(registered.data, data_to_world_matrix(registered), to_fixed)
@@ -348,10 +333,29 @@ class RegistrationSession:
         self.picked = self.inputs = self.result = self.adjusted = None
 
     def _on_layer_removed(self, event) -> None:
-        """A registered image layer that goes takes the result with it (the other layers are restored)."""
-        if self.picked is not None and any(same_layer(event.value, layer) for layer in self.picked[:2]):
+        """A registered image layer that goes takes the result with it (the other layers are restored); a landmark
+        layer of the pair that goes (or the "(registered)" one) takes the landmark errors with it."""
+        gone = event.value
+        if self.picked is not None and any(same_layer(gone, layer) for layer in self.picked[:2]):
             self.reset()
-            self.events.dropped(value=event.value.name)
+            self.events.dropped(value=gone.name)
+        elif self.picked is not None and any(same_layer(gone, layer) for layer in (*self.picked[2:],
+                                                                                   self.registered_points)):
+            self._drop_landmarks(gone.name)
+
+    def _drop_landmarks(self, name: str) -> None:
+        """Unbind the landmark pair (nothing is computed for it any more); moving landmarks still shown follow the
+        section as an annotation does, and ``events.landmarks`` tells the table why it is empty."""
+        self._disconnect()
+        moving_pts = self.picked.moving_points
+        if moving_pts is not None and moving_pts in self.layers:
+            self.annotations.append(moving_pts)
+        self.picked = self.picked._replace(fixed_points=None, moving_points=None)
+        registered, self.registered_points = self.registered_points, None
+        if registered is not None and registered in self.layers:
+            self.layers.remove(registered)
+        self.landmarks_gone = f"Landmark layer '{name}' was removed: no error per landmark is computed."
+        self.events.landmarks()
 
     def _connect(self, emitter, callback) -> None:
         emitter.connect(callback)
