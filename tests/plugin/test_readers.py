@@ -42,7 +42,7 @@ def test_landmark_reader_writer_round_trip(tmp_path):
     write_landmarks(path, xy)
     reader = get_landmark_reader(str(path))
     (data, meta, kind), = reader(str(path))
-    assert kind == "points" and meta["name"] == "lm"
+    assert kind == "points" and meta["name"] == "lm landmarks"  # the file's name, never an image's
     np.testing.assert_array_equal(data, xy[:, ::-1])
     out = tmp_path / "out.csv"
     assert write_landmarks_csv(str(out), data, meta) == [str(out)]

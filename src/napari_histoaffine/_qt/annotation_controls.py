@@ -7,12 +7,12 @@ from pathlib import Path
 
 from napari.layers import Points, Shapes
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox
+from qtpy.QtWidgets import QFileDialog, QFormLayout, QGridLayout, QGroupBox
 
 from ..errors import HistoAffineError, InputError
 from ..files.geojson import read_geojson
 from ..plugin.annotations import add_annotations, export_layer, transfer
-from .common import make_button
+from .common import LayerCombo, make_button
 
 MOVING, FIXED = "moving section", "fixed section"
 GEOJSON_FILTER = "GeoJSON (*.geojson *.json);;All files (*)"
@@ -25,9 +25,9 @@ class AnnotationControls(QGroupBox):
         super().__init__("Annotations")
         self.register = register
         self.viewer = register.viewer
-        self.layer_combo = QComboBox()
+        self.layer_combo = LayerCombo()
         self.layer_combo.setToolTip("A Shapes (or Points) layer drawn on the section chosen below")
-        self.section_combo = QComboBox()
+        self.section_combo = LayerCombo()
         self.section_combo.addItems([MOVING, FIXED])
         self.section_combo.setToolTip("The section the annotations belong to: transfer maps them onto the other one")
         self.transfer_button = make_button("Transfer to the other section", lambda: self.transfer_layer())

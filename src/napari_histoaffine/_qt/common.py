@@ -5,8 +5,20 @@ from __future__ import annotations
 import time
 
 from napari.qt.threading import thread_worker
-from qtpy.QtCore import QEvent, QObject
-from qtpy.QtWidgets import QComboBox, QFileDialog, QFrame, QLineEdit, QPushButton, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFrame,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QStyle,
+    QStyleOptionComboBox,
+    QStylePainter,
+    QVBoxLayout,
+    QWidget,
+)
 
 BUNDLED, WEIGHTS_FILE = "bundled default", "weights file…"
 STOP_WAIT_S = 5.0  # how long closing a dock waits for its running worker to stop (one step, stage or block)
@@ -29,6 +41,34 @@ def scrolled_layout(owner: QWidget) -> QVBoxLayout:
     outer.setContentsMargins(0, 0, 0, 0)
     outer.addWidget(area)
     return QVBoxLayout(inner)
+
+class LayerCombo(QComboBox):
+    """A layer picker for narrow docks: a long name is cut in the middle (``HE_kidney_…_moving``, so names that
+    share a beginning still differ where they differ), the full name is its tooltip, and it shrinks with the dock."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(8)
+        self.view().setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.currentTextChanged.connect(self.setToolTip)
+
+    def shown_text(self) -> str:
+        """The current name as the closed picker shows it: elided in the middle to fit its text field."""
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        field = self.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, option,
+                                            QStyle.SubControl.SC_ComboBoxEditField, self)
+        return self.fontMetrics().elidedText(self.currentText(), Qt.TextElideMode.ElideMiddle, field.width())
+
+    def paintEvent(self, event) -> None:
+        painter = QStylePainter(self)
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
+        option.currentText = self.shown_text()
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
+
 
 def browse_weights(parent: QWidget, path_edit: QLineEdit, choice: QComboBox) -> None:
     """Ask for a weights file; put it in ``path_edit`` and switch ``choice`` to the weights-file option."""

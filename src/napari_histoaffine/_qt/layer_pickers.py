@@ -4,10 +4,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from napari.layers import Image, Points
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QFormLayout
 
 from ..errors import InputError
+from ..plugin.landmark_layers import IMAGE
 from ..plugin.session import same_layer
+from .common import LayerCombo
 
 NONE = "(none)"
 
@@ -16,16 +19,20 @@ class LayerPairPicker:
     """Four combo boxes kept in sync with the viewer's layers, and the checks of what they pick.
 
     Image pickers list every layer (a wrong type is refused with a message, not hidden);
-    landmark pickers list Points layers. ``hidden`` leaves out layers the widget made itself.
+    landmark pickers list Points layers, and pick the landmarks paired with the picked image (a landmark file
+    opened through the dock names its image) over any other. ``hidden`` leaves out layers the widget made itself.
     """
 
     def __init__(self, viewer, hidden: Callable[[object], bool] = lambda layer: False):
         self.viewer = viewer
         self._hidden = hidden
-        self.fixed_combo, self.moving_combo = QComboBox(), QComboBox()
-        self.fixed_points_combo, self.moving_points_combo = QComboBox(), QComboBox()
+        self.fixed_combo, self.moving_combo = LayerCombo(), LayerCombo()
+        self.fixed_points_combo, self.moving_points_combo = LayerCombo(), LayerCombo()
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self.refresh)
+        self._auto_picked: set = set()  # (landmark picker, image, landmarks) picked once for the user already
+        for combo in (self.fixed_combo, self.moving_combo):
+            combo.currentTextChanged.connect(lambda _: self._pick_paired())
         self.refresh()
 
     def add_rows(self, form: QFormLayout) -> None:
@@ -51,6 +58,18 @@ class LayerPairPicker:
             self.moving_combo.setCurrentText(others[-1])
         _fill(self.fixed_points_combo, points, next((n for n in points if "fixed" in n.lower()), NONE))
         _fill(self.moving_points_combo, points, next((n for n in points if "moving" in n.lower()), NONE))
+        self._pick_paired()
+
+    def _pick_paired(self) -> None:
+        """Each landmark picker picks the landmarks paired with its picked image, once per image and landmark
+        layer (a later choice by hand stays)."""
+        for combo, image in ((self.fixed_points_combo, self.fixed_combo), (self.moving_points_combo, self.moving_combo)):
+            paired = [ly.name for ly in self.viewer.layers
+                      if isinstance(ly, Points) and ly.metadata.get(IMAGE) == image.currentText()]
+            key = (combo is self.fixed_points_combo, image.currentText(), paired[0] if paired else None)
+            if paired and key not in self._auto_picked and combo.findText(paired[0]) >= 0:
+                self._auto_picked.add(key)
+                combo.setCurrentText(paired[0])
 
     def _layer(self, combo: QComboBox):
         name = combo.currentText()
@@ -87,5 +106,8 @@ def _fill(combo: QComboBox, names: list[str], default) -> None:
     combo.blockSignals(True)
     combo.clear()
     combo.addItems(names)
-    combo.setCurrentText(current if current in names else (default or ""))
+    for row, name in enumerate(names):
+        combo.setItemData(row, name, Qt.ItemDataRole.ToolTipRole)
+    combo.setCurrentIndex(combo.findText(current if current in names else (default or "")))  # -1: nothing fits
+    combo.setToolTip(combo.currentText())
     combo.blockSignals(False)

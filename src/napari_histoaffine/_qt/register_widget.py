@@ -16,7 +16,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QFileDialog
 
 from ..errors import HistoAffineError, InputError
-from ..plugin.readers import open_files
+from ..plugin.readers import open_files, unpaired_note
 from ..plugin.session import PickedLayers, RegistrationInputs, RegistrationSession, same_layer
 from ..registration.options import RegistrationOptions
 from ..registration.pipeline import register_steps
@@ -84,12 +84,16 @@ class RegisterWidget(RegisterView):
 
     # ---------------------------------------------------------------- inputs
     def open_files(self) -> None:
-        """Ask for files and open them, slides and landmark files with this plugin's readers."""
+        """Ask for files and open them, slides and landmark files with this plugin's readers; landmarks are paired
+        with their image by name where a rule can tell (the pickers then pick them with it), else the user is told."""
         paths, _ = QFileDialog.getOpenFileNames(self, "Open slides, images or ANHIR landmarks")
         try:
-            open_files(self.viewer, paths)
+            note = unpaired_note(open_files(self.viewer, paths))
         except HistoAffineError as exc:
-            show_error(str(exc))
+            return show_error(str(exc))
+        self.pickers.refresh()
+        if note:
+            show_info(note)
 
     def _model(self):
         if self.model_combo.currentText() == BUNDLED:

@@ -5,7 +5,7 @@ from napari.layers import Image
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QListWidget, QListWidgetItem, QProgressBar, QWidget
+from qtpy.QtWidgets import QFormLayout, QLabel, QListWidget, QListWidgetItem, QProgressBar, QWidget
 
 from ..errors import HistoAffineError, InputError
 from ..evaluation.series import register_sections_steps
@@ -14,7 +14,7 @@ from ..plugin.session import SavedLooks, show_registered
 from ..registration.options import RegistrationOptions
 from ..registration.preprocess import DEFAULT_WORKING_SIZE
 from ..registration.weights import default_weights_path
-from .common import DockJobs, make_button, scrolled_layout
+from .common import DockJobs, LayerCombo, make_button, scrolled_layout
 
 
 @thread_worker
@@ -33,7 +33,7 @@ class SeriesWidget(QWidget):
         self.background = DockJobs(self)  # closing the dock or the viewer stops the series; nothing is applied
         self.results: dict = {}
         self.looks = SavedLooks()  # the sections as they were before the series was applied
-        self.reference_combo = QComboBox()
+        self.reference_combo = LayerCombo()
         self.sections = QListWidget()
         self.register_button = make_button("Register all", self.start)
         self.cancel_button = make_button("Cancel", self.cancel)

@@ -14,6 +14,7 @@ from ..files.images import open_pyramid
 from ..files.openslide_levels import OPENSLIDE_SUFFIXES
 from ..files.pixel_size import pixel_size_um
 from ..files.tables import read_landmarks, write_landmarks
+from .landmark_layers import IMAGE, landmark_name, matching_image
 from .layer_transforms import rowcol_to_xy
 
 LANDMARK_STYLE = {"size": 12, "border_width": 0.15, "symbol": "disc"}
@@ -22,6 +23,7 @@ _LANDMARK_COLOURS = itertools.cycle(("cyan", "orange", "lime", "yellow", "violet
 _SLIDE_SUFFIXES = (".tif", ".tiff", ".svs", ".ndpi", ".btf", *OPENSLIDE_SUFFIXES)
 # image layer metadata: the (x, y) size in µm of a full-resolution pixel as the file states it (None: it does not)
 PIXEL_SIZE = "pixel_size_um"
+LANDMARK_FILE = "histoaffine_landmark_file"  # Points layer metadata: the landmark file it was read from
 
 
 def landmark_layer(points_xy, name: str, color: str, **kwargs) -> tuple:
@@ -63,9 +65,11 @@ def get_landmark_reader(path):
 
 
 def read_landmark_layers(path) -> list[tuple]:
-    """One Points layer per landmark CSV, named after the file."""
+    """One Points layer per landmark CSV, named after the file (``S1.csv`` → ``S1 landmarks``: not the name of an
+    image ``S1`` plus napari's `` [1]``); its metadata keep the file (:func:`open_files` pairs it with its image)."""
     paths = path if isinstance(path, list) else [path]
-    return [landmark_layer(read_landmarks(p), Path(p).stem, next(_LANDMARK_COLOURS)) for p in paths]
+    return [landmark_layer(read_landmarks(p), landmark_name(p), next(_LANDMARK_COLOURS),
+                           metadata={LANDMARK_FILE: str(p)}) for p in paths]
 
 
 def get_pyramid_reader(path):
@@ -99,7 +103,9 @@ def layer_pixel_size_um(layer) -> tuple[float, float] | None:
 def open_files(viewer, paths) -> list:
     """Open files in ``viewer``: slides and ANHIR landmark files with this plugin's readers (``viewer.open``
     on its own sends them to napari's built-in reader, which opens one pyramid level and fails on the
-    landmarks), anything else as napari would. Returns the added layers; raises InputError naming the file."""
+    landmarks), anything else as napari would; a landmark layer is paired with the image it belongs to by name
+    (:func:`~.landmark_layers.matching_image`: its ``metadata[IMAGE]``), when a rule can tell which. Returns the
+    added layers; raises InputError naming the file."""
     layers = []
     for path in map(str, paths):
         ours = get_pyramid_reader(path) or get_landmark_reader(path)
@@ -108,7 +114,22 @@ def open_files(viewer, paths) -> list:
         except Exception as exc:  # noqa: BLE001 - napari wraps every reader failure; the cause is what users need
             cause = exc.__cause__ or exc
             raise InputError(f"Cannot open {Path(path).name}: {' '.join(str(cause).split())}") from exc
+    from napari.layers import Image
+
+    images = [layer.name for layer in viewer.layers if isinstance(layer, Image)]
+    for layer in layers:
+        if LANDMARK_FILE in layer.metadata and IMAGE not in layer.metadata:
+            image = matching_image(layer.metadata[LANDMARK_FILE], images)
+            if image is not None:
+                layer.metadata[IMAGE] = image
     return layers
+
+
+def unpaired_note(layers) -> str | None:
+    """What to tell the user about landmark layers :func:`open_files` could not pair with an image, or None."""
+    names = [layer.name for layer in layers if LANDMARK_FILE in layer.metadata and IMAGE not in layer.metadata]
+    return (f"Not paired with an image (no image layer named like the file, or several): {', '.join(names)}. "
+            "Pick them as fixed or moving landmarks by hand.") if names else None
 
 
 def write_landmarks_csv(path: str, data, meta: dict) -> list[str]:
