@@ -42,9 +42,11 @@ class AnnotationControls(QGroupBox):
         form.addRow("Drawn on", self.section_combo)
         grid = QGridLayout(self)
         grid.addLayout(form, 0, 0, 1, 2)
-        for i, button in enumerate((self.transfer_button, self.file_button, self.import_button, self.export_button,
-                                    self.bind_button)):
-            grid.addWidget(button, 1 + i // 2, i % 2)
+        # the long labels get a row each, the two short ones share one: the dock stays narrow
+        for row, (button, column, span) in enumerate(((self.transfer_button, 0, 2), (self.file_button, 0, 2),
+                                                      (self.import_button, 0, 1), (self.bind_button, 0, 2))):
+            grid.addWidget(button, 1 + row, column, 1, span)
+        grid.addWidget(self.export_button, 3, 1)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self.refresh)
         self.refresh()

@@ -3,14 +3,17 @@ with their dock."""
 from __future__ import annotations
 
 import time
+import weakref
 
 from napari.qt.threading import thread_worker
-from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtCore import QEvent, QObject, QSize, Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
+    QDockWidget,
     QFileDialog,
     QFrame,
     QLineEdit,
+    QMainWindow,
     QPushButton,
     QScrollArea,
     QStyle,
@@ -32,15 +35,78 @@ def make_button(text: str, slot) -> QPushButton:
 
 def scrolled_layout(owner: QWidget) -> QVBoxLayout:
     """A vertical layout in a scroll area that fills ``owner``: however tall a dock's content, the
-    main window fits a 1366 × 768 screen and the lower controls are a scroll away."""
-    inner, area = QWidget(), QScrollArea()
+    main window fits a 1366 × 768 screen and the lower controls are a scroll away. It never scrolls sideways:
+    the content fits a dock about 340 px wide, and the dock cannot be made narrower than its content.
+    ``owner`` opens tabbed with the plugin's other docks (:func:`tab_with_plugin_docks`)."""
+    inner, area = QWidget(), _VerticalScrollArea()
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     area.setWidget(inner)
     outer = QVBoxLayout(owner)
     outer.setContentsMargins(0, 0, 0, 0)
     outer.addWidget(area)
+    tab_with_plugin_docks(owner)
     return QVBoxLayout(inner)
+
+
+class _VerticalScrollArea(QScrollArea):
+    """A scroll area as wide as its content at least (and its vertical scroll bar): nothing is cut at the side."""
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        content = self.widget().minimumSizeHint().width() if self.widget() is not None else 0
+        return QSize(max(hint.width(), content + self.verticalScrollBar().sizeHint().width()), hint.height())
+
+
+_PLUGIN_DOCKS: weakref.WeakSet = weakref.WeakSet()  # every dock content made by scrolled_layout
+
+
+def tab_with_plugin_docks(widget: QWidget) -> None:
+    """When napari puts ``widget`` in a dock of its main window (the Plugins menu does not tabify), the dock joins
+    an open dock of this plugin in the same area as a tab, instead of splitting the area into slivers."""
+    _PLUGIN_DOCKS.add(widget)
+    _Docked(widget)
+
+
+def _dock_of(widget: QWidget) -> QDockWidget | None:
+    try:
+        parent = widget.parentWidget()
+    except RuntimeError:  # deleted meanwhile (its dock and window closed)
+        return None
+    while parent is not None and not isinstance(parent, QDockWidget):
+        parent = parent.parentWidget()
+    return parent
+
+
+def _join_plugin_tabs(widget: QWidget) -> None:
+    dock = _dock_of(widget)
+    window = dock.parentWidget() if dock is not None else None
+    if not isinstance(window, QMainWindow) or dock.isFloating() or window.tabifiedDockWidgets(dock):
+        return
+    area = window.dockWidgetArea(dock)
+    for other in list(_PLUGIN_DOCKS):
+        other_dock = _dock_of(other) if other is not widget else None
+        if (other_dock is not None and other_dock.parentWidget() is window and not other_dock.isFloating()
+                and other_dock.isVisible() and window.dockWidgetArea(other_dock) == area):
+            window.tabifyDockWidget(other_dock, dock)
+            dock.show()
+            dock.raise_()
+            return
+
+
+class _Docked(QObject):
+    """Tabs ``widget``'s dock with the plugin's other docks once napari has put it in its main window."""
+
+    def __init__(self, widget: QWidget):
+        super().__init__(widget)
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:
+        if event.type() == QEvent.Type.ParentChange and obj.parent() is not None:
+            QTimer.singleShot(0, lambda: _join_plugin_tabs(obj))  # napari adds the dock to its window after this
+        return False
+
 
 class LayerCombo(QComboBox):
     """A layer picker for narrow docks: a long name is cut in the middle (``HE_kidney_…_moving``, so names that

@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import QFileDialog, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar
+from qtpy.QtWidgets import QFileDialog, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QVBoxLayout
 
 from ..errors import HistoAffineError
 from .common import DockJobs, make_button, steps_worker
@@ -42,16 +42,13 @@ class ExportControls(QGroupBox):
         self.progress.setRange(0, 100)
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        grid = QGridLayout(self)  # the long labels get a row each: the dock stays narrow
-        grid.addWidget(self.transform_button, 0, 0)
-        grid.addWidget(self.landmarks_button, 0, 1)
         slide_row = QHBoxLayout()
         slide_row.addWidget(self.progress)
         slide_row.addWidget(self.cancel_button)
-        grid.addWidget(self.slide_button, 1, 0, 1, 2)
-        grid.addLayout(slide_row, 2, 0, 1, 2)
-        grid.addWidget(self.status, 3, 0, 1, 2)
-        grid.addWidget(self.apply_button, 4, 0, 1, 2)
+        layout = QVBoxLayout(self)  # a button a row: the dock stays narrow
+        for item in (self.transform_button, self.landmarks_button, self.slide_button, slide_row, self.status,
+                     self.apply_button):
+            (layout.addLayout if isinstance(item, QHBoxLayout) else layout.addWidget)(item)
         self._show_slide_progress(False)
         self.set_result_enabled(False)
 

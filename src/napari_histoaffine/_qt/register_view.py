@@ -60,7 +60,7 @@ class RegisterView(QWidget):
         self.refine_check = QCheckBox("refinement")
         self.refine_check.setChecked(True)
         form = QFormLayout()
-        form.addRow("", make_button("Open slides or landmarks…", self.open_files))
+        form.addRow(make_button("Open slides or landmarks…", self.open_files))  # a row of its own: the dock stays narrow
         self.pickers.add_rows(form)
         for label, row in (("Model", self.model_combo), ("", weights_row), ("", model_note), ("", self.refine_check)):
             form.addRow(label, row)
@@ -91,11 +91,12 @@ class RegisterView(QWidget):
         self.table.table.cellClicked.connect(self.centre_on_landmark)
         result_box = QGroupBox("Result")
         box = QVBoxLayout(result_box)
-        for widget in (self.summary, self.alternative_button, QLabel("Pose candidates (angle, mirror, score):"),
-                       self.candidates):
+        candidates_label = QLabel("Pose candidates (angle, mirror, score):")
+        candidates_label.setWordWrap(True)
+        for widget in (self.summary, self.alternative_button, candidates_label, self.candidates):
             box.addWidget(widget)
-        for row in ((self.try_button, self.overlay_button), (self.masks_button, self.refit_button),
-                    (self.reset_button,)):
+        for row in ((self.try_button, self.overlay_button), (self.masks_button, self.reset_button),
+                    (self.refit_button,)):
             box.addLayout(_row(*row))
         box.addWidget(self.table)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFileDialog, QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from ..errors import InputError
 from ..files.atomic import atomic_write
@@ -31,9 +31,10 @@ class RunOffer(QWidget):
         self.anyway_button = make_button("Use it anyway", lambda: self.use(anyway=True))
         self.anyway_button.setToolTip("Switch Register to the fine-tuned network although it validates worse "
                                       "than the one it started from")
-        buttons = QHBoxLayout()
-        for button in (self.save_button, self.use_button, self.anyway_button):
-            buttons.addWidget(button)
+        buttons = QGridLayout()  # "Use it anyway" gets a row of its own: the dock stays narrow
+        buttons.addWidget(self.save_button, 0, 0)
+        buttons.addWidget(self.use_button, 0, 1)
+        buttons.addWidget(self.anyway_button, 1, 0, 1, 2)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.figures)

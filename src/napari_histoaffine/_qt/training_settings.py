@@ -25,19 +25,20 @@ class TrainingSettings:
         self.start_from = ComboBox(label="Start from", choices=([BUNDLED] if default_weights_path() else [])
                                    + [WEIGHTS_FILE, NEW])
         self.weights = FileEdit(label="Weights", mode="r", filter="*.safetensors")
-        self.width = SpinBox(label="New network width", min=4, max=256, value=NetworkConfig().width)
-        self.length = SpinBox(min=1, max=1_000_000, value=d.steps)
-        self.unit = ComboBox(choices=UNITS)
+        self.width = SpinBox(label="New width", tooltip="New network width: channels after its stem", min=4, max=256,
+                             value=NetworkConfig().width)
+        self.length = SpinBox(label="Length", min=1, max=1_000_000, value=d.steps)
+        self.unit = ComboBox(label="Counted in", choices=UNITS)  # a row of its own: the dock stays narrow
         self.steps_per_epoch = SpinBox(label="Steps per epoch", min=1, max=100_000, value=100)
         self.lr = FloatSpinBox(label="Learning rate", min=1e-5, max=0.1, step=1e-5, value=FINE_TUNE_LR)
         self.accumulation = SpinBox(label="Pairs per step", min=1, max=64, value=d.accumulation)
-        self.augmentation = FloatSpinBox(label="Augmentation strength", min=0.0, max=2.0, step=0.1, value=1.0)
-        self.working_size = SpinBox(label="Working size (px)", min=64, max=4096, value=d.working_size)
-        length = Container(label="Length", layout="horizontal", labels=False, widgets=[self.length, self.unit])
-        length.margins = (0, 0, 0, 0)
+        self.augmentation = FloatSpinBox(label="Augmentation", tooltip="Augmentation strength: times the default "
+                                         "augmentation (0: none, 1: the default)", min=0.0, max=2.0, step=0.1, value=1.0)
+        self.working_size = SpinBox(label="Size (px)", tooltip="Working size: the long side, in pixels, the sections "
+                                    "are trained at", min=64, max=4096, value=d.working_size)
         self.form = Container()
-        self.form.extend([self.start_from, self.weights, self.width, length, self.steps_per_epoch, self.lr,
-                          self.accumulation, self.augmentation, self.working_size])  # added after init: labels align
+        self.form.extend([self.start_from, self.weights, self.width, self.length, self.unit, self.steps_per_epoch,
+                          self.lr, self.accumulation, self.augmentation, self.working_size])  # added after init: labels align
         self.start_from.changed.connect(self._start_changed)
         self._start_changed(self.start_from.value)
 

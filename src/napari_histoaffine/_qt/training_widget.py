@@ -24,7 +24,17 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget, QProgressBar, QWidget
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QProgressBar,
+    QWidget,
+)
 
 from ..errors import HistoAffineError, InputError
 from ..plugin.training_sources import layer_pair_source
@@ -81,7 +91,10 @@ class TrainingWidget(QWidget):
         pairs_box = QGroupBox("Training pairs")
         form = QFormLayout(pairs_box)
         self.pickers.add_rows(form)
-        form.addRow(_row(*pair_buttons))
+        buttons = QGridLayout()  # two by two: the dock stays narrow
+        for i, button in enumerate(pair_buttons):
+            buttons.addWidget(button, i // 2, i % 2)
+        form.addRow(buttons)
         form.addRow(self.pair_list)
         settings = QGroupBox("Settings")
         QHBoxLayout(settings).addWidget(self.settings.form.native)
