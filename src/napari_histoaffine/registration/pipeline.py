@@ -216,12 +216,13 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, options: RegistrationO
     before, after = pyramid.similarity([transforms.identity(), matrix], REPORT_SIZE, masked=False)
     verdict = assess(race, winner, after)
     full = transforms.compose(transforms.invert(moving_working_to_full), matrix, fixed_working_to_full)
+    angle, mirrored = transforms.rotation_and_mirror(full)  # the result's, not the candidate's it started from
     return RegistrationResult(
         matrix=full,
         moving_shape=tuple(int(v) for v in moving_full_shape[:2]),
         fixed_shape=tuple(int(v) for v in fixed_full_shape[:2]),
         stages=planned, timings=timings, ncc_before=before, ncc_after=after,
-        rotation_deg=poses[chosen].angle_deg, flipped=poses[chosen].flipped, candidates=poses, verdict=verdict,
+        rotation_deg=angle, flipped=mirrored, candidates=poses, verdict=verdict,
         tissue_overlap=_tissue_overlap(prepared_moving, prepared_fixed, matrix),
         masks=TissueMasks(prepared_moving.mask, prepared_fixed.mask, moving_working_to_full, fixed_working_to_full))
 

@@ -61,6 +61,8 @@ class RegistrationResult:
 
     ``matrix`` maps full-resolution moving pixels to full-resolution fixed pixels, in the
     convention of :mod:`napari_histoaffine.transforms` (``(x, y)`` = (column, row)).
+    ``rotation_deg`` and ``flipped`` are the result's own (the rotation closest to ``matrix``), not
+    those of the candidate it started from.
     """
 
     matrix: np.ndarray
