@@ -93,7 +93,9 @@ def test_register_sample(qtbot, setup, tmp_path):
     # another pose candidate, then back to the best
     widget.try_candidate(1)
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
-    assert widget.result.rotation_deg == widget.result.candidates[1].angle_deg
+    tried = widget.result.candidates[1]
+    assert widget.result.flipped == tried.flipped
+    assert transforms.angle_difference(widget.result.rotation_deg, tried.angle_deg) < 10
 
     # tissue masks over their images: the far corner of the fixed mask lands on the fixed image's corner
     widget.toggle_masks()
@@ -540,8 +542,7 @@ def test_the_rotation_shown_is_the_results_and_the_candidates_mark_it(qtbot, set
     qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
     text = widget.summary.text()
     assert f"Rotation {_shown_angle(widget):.1f}°" in text and "before your change" not in text
-    assert transforms.angle_difference(widget.result.rotation_deg, _shown_angle(widget)) > 2  # started 5° off
-    assert f"Rotation {widget.result.rotation_deg:.1f}°" not in text
+    assert f"Rotation {widget.result.rotation_deg:.1f}°" in text  # the engine's own angle is the result's too
     marked = [widget.candidates.item(row) for row in range(widget.candidates.count())
               if widget.candidates.item(row).text().startswith("▶")]
     pose = widget.result.candidates[marked[0].data(Qt.ItemDataRole.UserRole)]
