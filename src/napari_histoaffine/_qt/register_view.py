@@ -27,6 +27,7 @@ from .correction_controls import CorrectionControls
 from .export_controls import ExportControls
 from .inspection_controls import InspectionControls
 from .landmark_table import LandmarkTable
+from .reader_offer import ReaderOffer
 
 NOTES = {"refit": " (matrix refitted from landmarks; NCC and verdict are the automatic result's)",
          "by hand": " (moved by hand: the verdict above is the registration's; Refine from here judges this pose)"}
@@ -61,6 +62,8 @@ class RegisterView(QWidget):
         self.refine_check.setChecked(True)
         form = QFormLayout()
         form.addRow(make_button("Open slides or landmarks…", self.open_files))  # a row of its own: the dock stays narrow
+        self.reader_offer = ReaderOffer()  # napari's File → Open as this plugin's reader, on the user's click
+        form.addRow(self.reader_offer)
         self.pickers.add_rows(form)
         for label, row in (("Model", self.model_combo), ("", weights_row), ("", model_note), ("", self.refine_check)):
             form.addRow(label, row)
