@@ -191,7 +191,8 @@ def test_keys_register_toggle_the_overlay_and_the_checkerboard_and_a_row_click_c
     press("Alt-O")
     assert moving.opacity != opacity
     press("Alt-C")
-    assert widget.inspect.layer is not None and widget.inspect.layer.name == "inspection: checkerboard"
+    qtbot.waitUntil(lambda: widget.inspect.layer is not None)  # computed in a worker thread
+    assert widget.inspect.layer.name == "inspection: checkerboard"
     press("Alt-C")
     assert widget.inspect.layer is None
     widget.table.table.cellClicked.emit(5, 0)
@@ -284,12 +285,14 @@ def test_inspection_views_come_and_go_with_the_registration(qtbot, setup):
     register(qtbot, widget)
     for view in ("checkerboard", "swipe", "difference", "false colour"):
         widget.inspect.view_combo.setCurrentText(view)
+        qtbot.waitUntil(lambda: widget.inspect.layer is not None and widget.inspect.layer.name.endswith(view))
         shown = [layer for layer in viewer.layers if layer.name.startswith("inspection")]
         assert [layer.name for layer in shown] == [f"inspection: {view}"]
     widget.inspect.view_combo.setCurrentText("checkerboard")
+    qtbot.waitUntil(lambda: widget.inspect.layer.name.endswith("checkerboard"))
     before = np.array(widget.inspect.layer.data)
     widget.inspect.slider.setValue(10)
-    assert not np.array_equal(before, widget.inspect.layer.data)  # smaller tiles
+    qtbot.waitUntil(lambda: not np.array_equal(before, widget.inspect.layer.data))  # smaller tiles
     fixed = viewer.layers["fixed (IHC)"]
     corner = widget.inspect.layer.data_to_world((0, 0))
     np.testing.assert_allclose(corner, fixed.data_to_world((0, 0)), atol=1.0)  # on the fixed layer's grid

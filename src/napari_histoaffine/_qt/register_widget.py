@@ -213,7 +213,8 @@ class RegisterWidget(RegisterView):
         self.show_summary()
         self._mark_shown()
         fixed, moving, between, fixed_to_full = self.session.inspection_pair()
-        self.inspect.show_pair(fixed, moving, between, self.session.picked.fixed, fixed_to_full)
+        picked = self.session.picked
+        self.inspect.show_pair(fixed, moving, between, picked.fixed, fixed_to_full, picked.moving)
 
     def update_table(self, event=None) -> None:
         """The error per landmark pair (TRE in fixed pixels, rTRE), or why there is none."""
