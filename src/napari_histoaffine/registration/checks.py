@@ -22,8 +22,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..errors import UnusableImageError
-from .preprocess import to_grayscale
+from ..errors import InputError, UnusableImageError
+from .preprocess import NO_FINITE_PIXELS, finite_as_background, image_planes, quadratic_field, to_grayscale
 
 MIN_SIDE = 32         # px: a smaller image holds no structure the search (48 px) could use
 COARSE = 64           # px: the long side at which contrast is measured
@@ -35,18 +35,15 @@ def _finite(image: np.ndarray, role: str) -> np.ndarray:
     """Float images with NaN / inf pixels: those set to the brightest finite value (background, as in preprocessing)."""
     if not np.issubdtype(image.dtype, np.floating):
         return image
-    image = image.astype(np.float32)
-    finite = np.isfinite(image)
-    if not finite.all():
-        if not finite.any():
-            raise UnusableImageError(role, "has no finite pixels (NaN or inf everywhere)")
-        image[~finite] = image[finite].max()
-    return image
+    try:
+        return finite_as_background(image)
+    except InputError:
+        raise UnusableImageError(role, NO_FINITE_PIXELS) from None
 
 
 def _coarse(image: np.ndarray) -> np.ndarray:
     """Gray or colour image averaged down to a long side of ``COARSE`` px (colour first: no full-size float copy)."""
-    planes = image[..., :3] if image.ndim == 3 and image.shape[-1] >= 3 else image[..., 0] if image.ndim == 3 else image
+    planes = image_planes(image)
     if planes.dtype not in _RESIZABLE:
         planes = planes.astype(np.float32)
     factor = min(1.0, COARSE / max(planes.shape[:2]))
@@ -65,12 +62,8 @@ def _coarse(image: np.ndarray) -> np.ndarray:
 def contrast(image: np.ndarray) -> float:
     """The coarse image's contrast (0.5th to 99.5th percentile) with a fitted quadratic background removed,
     on the 0–1 scale of the preprocessing's grayscale."""
-    gray = to_grayscale(_coarse(image)).astype(np.float64)
-    rows, cols = np.mgrid[0:gray.shape[0], 0:gray.shape[1]]
-    y, x = rows.ravel() / gray.shape[0] - 0.5, cols.ravel() / gray.shape[1] - 0.5
-    terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], -1)
-    coefficients, *_ = np.linalg.lstsq(terms, gray.ravel(), rcond=None)
-    low, high = np.percentile(gray.ravel() - terms @ coefficients, [0.5, 99.5])
+    gray = to_grayscale(_coarse(image))
+    low, high = np.percentile(gray - quadratic_field(gray, np.ones(gray.shape, bool), gray.shape), [0.5, 99.5])
     return float(high - low)
 
 

@@ -38,7 +38,7 @@ class PreparedImage:
     search_image: np.ndarray | None = None
 
 
-def _channels(image: np.ndarray) -> np.ndarray:
+def image_planes(image: np.ndarray) -> np.ndarray:
     """Gray or RGB view of gray, gray+alpha, RGB or RGBA; anything else is refused."""
     img = np.asarray(image)
     if img.ndim == 3 and img.shape[-1] in (3, 4):
@@ -55,20 +55,29 @@ def _integer_scale(img: np.ndarray) -> float:
     return float(np.iinfo(img.dtype).max) if img.dtype.itemsize == 1 else max(float(img.max(initial=0)), 1.0)
 
 
-def _float_to_unit(img: np.ndarray) -> np.ndarray:
+NO_FINITE_PIXELS = "has no finite pixels (NaN or inf everywhere)"
+
+
+def finite_as_background(img: np.ndarray) -> np.ndarray:
+    """Float32 copy of a float image whose NaN / inf pixels (masked or missing data) count as bright background."""
     out = img.astype(np.float32)
     finite = np.isfinite(out)
-    if not finite.all():  # NaN / inf pixels (masked or missing data) count as bright background
+    if not finite.all():
         if not finite.any():
-            raise InputError("the image has no finite pixels (NaN or inf everywhere)")
+            raise InputError(f"the image {NO_FINITE_PIXELS}")
         out[~finite] = out[finite].max()
+    return out
+
+
+def _float_to_unit(img: np.ndarray) -> np.ndarray:
+    out = finite_as_background(img)
     lo, hi = (float(out.min()), float(out.max())) if out.size else (0.0, 1.0)
     return (out - lo) / max(hi - lo, 1e-12) if lo < 0.0 or hi > 1.0 else out
 
 
 def to_float(image: np.ndarray) -> np.ndarray:
     """Float32 in [0, 1] of gray, RGB or RGBA of any integer or float dtype (alpha dropped, colour kept)."""
-    img = _channels(image)
+    img = image_planes(image)
     if np.issubdtype(img.dtype, np.integer):
         return img.astype(np.float32) * np.float32(1.0 / _integer_scale(img))
     return _float_to_unit(img)
@@ -76,7 +85,7 @@ def to_float(image: np.ndarray) -> np.ndarray:
 
 def to_grayscale(image: np.ndarray) -> np.ndarray:
     """Grayscale float32 in [0, 1] (luminance of colour images), without a full-size float colour copy."""
-    img = _channels(image)
+    img = image_planes(image)
     if img.ndim == 2:
         return to_float(img)
     if np.issubdtype(img.dtype, np.integer):
@@ -191,10 +200,10 @@ def _background_field(gray: np.ndarray, mask: np.ndarray, grid: int = 64) -> np.
                          .astype(bool)).astype(np.uint8), np.ones((5, 5), np.uint8), borderValue=1).astype(bool)
     if outside.sum() < MIN_BACKGROUND * outside.size:
         return None
-    return _quadratic_field(coarse, outside, gray.shape)
+    return quadratic_field(coarse, outside, gray.shape)
 
 
-def _quadratic_field(samples: np.ndarray, where: np.ndarray, shape) -> np.ndarray:
+def quadratic_field(samples: np.ndarray, where: np.ndarray, shape) -> np.ndarray:
     """The quadratic surface fitted to ``samples`` (a coarse grid) at ``where``, at ``shape``."""
     rows, cols = np.mgrid[0:samples.shape[0], 0:samples.shape[1]]
     y, x = rows / samples.shape[0] - 0.5, cols / samples.shape[1] - 0.5
@@ -210,7 +219,7 @@ def _light_envelope(gray: np.ndarray, cells: int = ENVELOPE_CELLS) -> np.ndarray
     rows, cols = (max(1, n // cells) for n in gray.shape)
     blocks = gray[:rows * cells, :cols * cells].reshape(cells, rows, cells, cols).transpose(0, 2, 1, 3)
     brightest = np.percentile(blocks.reshape(cells, cells, -1), 95, axis=-1).astype(np.float32)
-    return _quadratic_field(brightest, np.ones_like(brightest, bool), gray.shape)
+    return quadratic_field(brightest, np.ones_like(brightest, bool), gray.shape)
 
 
 def tissue_signal(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -274,7 +283,7 @@ def search_tissue(inverted: np.ndarray, mask: np.ndarray) -> np.ndarray:
 @torch.inference_mode()
 def prepare(image: np.ndarray, factor: float) -> PreparedImage:
     """Grayscale → resample → tissue mask → invert → normalise, at resampling ``factor``."""
-    img = _channels(image)
+    img = image_planes(image)
     if img.size == 0 or min(img.shape[:2]) < 2:
         raise InputError(f"image is empty or too small: shape {img.shape[:2]}")
     if img.dtype == np.uint8:  # torch's 8-bit kernel resamples colour faster than a float grayscale copy is made
