@@ -48,6 +48,19 @@ def ihc_at():
 
 
 @pytest.fixture(scope="session")
+def hard_cases():
+    """``benchmarks/make_hard_cases.py`` as a module (the benchmarks folder holds scripts, not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks/make_hard_cases.py"
+    spec = importlib.util.spec_from_file_location("make_hard_cases", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
 def sample_pair():
     """The built-in sample pair (re-stained, warped IHC with exact landmarks), built once."""
     from napari_histoaffine.sample import make_pair

@@ -4,25 +4,14 @@ The synthetic sections are a textured ellipse of tissue on glass with a dark dot
 an image warped otherwise than its landmarks shows glass or tissue, not a dot, where they point.
 """
 import csv
-import importlib.util
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks/make_hard_cases.py"
 # kinds whose images keep the dots dark where the landmarks point (the others repaint or invert them)
 DOTS_KEPT = ("scale-gap", "low-res", "extra-tissue", "uneven-background", "heavy-jpeg")
-
-
-@pytest.fixture(scope="module")
-def mhc():
-    spec = importlib.util.spec_from_file_location("make_hard_cases", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def section(seed: int, tint, points: np.ndarray) -> np.ndarray:
@@ -47,12 +36,12 @@ def points():
     return ellipse @ np.array([[np.cos(tilt), np.sin(tilt)], [-np.sin(tilt), np.cos(tilt)]]) + [160, 120]
 
 
-def test_new_kinds_keep_the_landmarks(mhc, points):
+def test_new_kinds_keep_the_landmarks(hard_cases, points):
     target, source = section(1, (1.0, 0.8, 0.9), points), section(2, (0.8, 0.7, 1.0), points)
     donors = [section(3, (0.9, 0.6, 0.9), points)]
-    for kind in mhc.NEW_KINDS:
+    for kind in hard_cases.NEW_KINDS:
         for seed in range(4):
-            case, _, scale = mhc.make_new_case(kind, np.random.default_rng(seed), target, source, points, points,
+            case, _, scale = hard_cases.make_new_case(kind, np.random.default_rng(seed), target, source, points, points,
                                                donors, flip=bool(seed))
             assert len(case.target_points) == len(points), kind
             assert case.oracle_rtre() < 1e-4, kind
@@ -62,7 +51,7 @@ def test_new_kinds_keep_the_landmarks(mhc, points):
                     assert np.median(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[y, x]) < 110, kind
 
 
-def test_any_dataset_gets_every_kind(mhc, points, tmp_path):
+def test_any_dataset_gets_every_kind(hard_cases, points, tmp_path):
     """A dataset in the shared layout, with two tissues, through the command line."""
     data = tmp_path / "data"
     (data / "images").mkdir(parents=True)
@@ -78,8 +67,8 @@ def test_any_dataset_gets_every_kind(mhc, points, tmp_path):
                       "source": f"images/{names[1]}.png", "target_landmarks": f"landmarks/{names[0]}.csv",
                       "source_landmarks": f"landmarks/{names[1]}.csv", "landmark_scale": 1.0})
     (data / "spec.json").write_text(json.dumps({"pairs": pairs}))
-    kinds = ["partial", *mhc.NEW_KINDS]
-    assert mhc.main([str(tmp_path / "out"), "--part", "dev", "--spec", str(data / "spec.json"),
+    kinds = ["partial", *hard_cases.NEW_KINDS]
+    assert hard_cases.main([str(tmp_path / "out"), "--part", "dev", "--spec", str(data / "spec.json"),
                      "--kinds", ",".join(kinds), "--per-kind", "1"]) == 0
     rows = list(csv.DictReader(open(tmp_path / "out/pairs.csv")))
     assert {row["Kind"] for row in rows} == set(kinds)

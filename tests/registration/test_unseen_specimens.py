@@ -7,36 +7,14 @@ success limit (median rTRE ≤ 0.02).
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
-import pytest
 
 from napari_histoaffine import transforms
 from napari_histoaffine.evaluation.metrics import image_diagonal, landmark_stats
 from napari_histoaffine.phantoms import make_specimen, render_section
 from napari_histoaffine.registration.pipeline import register
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 SUCCESS = 0.02
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(BENCHMARKS))  # make_hard_cases imports hard_kinds beside it
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return module
-
-
-@pytest.fixture(scope="module")
-def hard_cases():
-    return _script("make_hard_cases")
 
 
 def sections(seed: int, styles: tuple[str, ...], fills_frame: bool = False):

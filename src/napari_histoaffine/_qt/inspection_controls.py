@@ -83,8 +83,7 @@ class InspectionControls(QGroupBox):
 
     def _tile_full(self) -> float:
         """The checkerboard's tile size in fixed level-0 pixels."""
-        fixed, fixed_to_full = self._pair[0], self._pair[4]
-        return self._tile() * float(np.sqrt(abs(np.linalg.det(np.asarray(fixed_to_full, float)[:2, :2]))))
+        return self._tile() * float(np.sqrt(abs(np.linalg.det(np.asarray(self._pair[4], float)[:2, :2]))))
 
     def _show_value(self) -> None:
         name, value = self.view_combo.currentText(), self.slider.value()
