@@ -5,6 +5,7 @@ ANHIR files store ``(x, y)`` = (column, row); napari points are ``(row, col)``: 
 from __future__ import annotations
 
 import itertools
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -96,8 +97,14 @@ def layer_pixel_size_um(layer) -> tuple[float, float] | None:
         size = layer.metadata[PIXEL_SIZE]
     else:
         path = getattr(layer.source, "path", None)
-        size = pixel_size_um(path) if path and Path(path).is_file() else None
+        size = _file_pixel_size(str(path), Path(path).stat().st_mtime_ns) if path and Path(path).is_file() else None
     return (float(size[0]), float(size[1])) if size is not None else None
+
+
+@lru_cache(maxsize=64)
+def _file_pixel_size(path: str, modified_ns: int):
+    """A file's pixel size, read once per version of the file: the landmark table asks on every drag."""
+    return pixel_size_um(path)
 
 
 def open_files(viewer, paths) -> list:
