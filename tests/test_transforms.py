@@ -139,3 +139,12 @@ def test_bilinear_sampling_matches_scipy_within_interpolation_tolerance(dtype, s
     # integer outputs are rounded (≤ 0.5); the weights are fixed-point (1/32 px): under 1.5 grey levels anywhere
     assert difference.mean() < 0.3 and difference.max() < 1.5
     assert outside.any() and np.all(ours[outside] == np.asarray(fill, dtype))
+
+
+def test_fit_affine_recovers_the_matrix_that_moved_the_points():
+    rng = np.random.default_rng(1)
+    points = rng.uniform(0, 500, (12, 2))
+    matrix = transforms.compose(transforms.rotation(33.0, (250, 250)), transforms.scaling(1.2, 0.9),
+                                transforms.translation(-14.0, 40.0))
+    np.testing.assert_allclose(transforms.fit_affine(points, transforms.apply_to_points(matrix, points)), matrix,
+                               atol=1e-9)

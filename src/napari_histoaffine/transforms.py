@@ -124,6 +124,14 @@ def apply_to_points(matrix: np.ndarray, points_xy) -> np.ndarray:
     return pts @ m[:2, :2].T + m[:2, 2]
 
 
+def fit_affine(source_xy, target_xy) -> np.ndarray:
+    """The least-squares affine matrix mapping ``(n, 2)`` source points onto target points (n ≥ 3)."""
+    source = np.asarray(source_xy, float).reshape(-1, 2)
+    design = np.hstack([source, np.ones((len(source), 1))])
+    solution, *_ = np.linalg.lstsq(design, np.asarray(target_xy, float).reshape(-1, 2), rcond=None)
+    return np.vstack([solution.T, [0.0, 0.0, 1.0]])
+
+
 def warp_image(image: np.ndarray, matrix: np.ndarray, output_shape, order: int = 1, cval: float = 0.0) -> np.ndarray:
     """Warp a moving image onto a grid of ``output_shape`` (rows, cols) with ``p_out = matrix @ p_in``.
 

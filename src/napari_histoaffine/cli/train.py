@@ -28,6 +28,13 @@ def add_train(subparsers) -> None:
     data.add_argument("--folder", action="append", default=[], metavar="DIR",
                       help="folder of images, each paired with a re-stained, transformed copy of itself (repeatable)")
     data.add_argument("--ihc", action="store_true", help="use scikit-image's immunohistochemistry sample")
+    data.add_argument("--phantoms", type=int, default=0, metavar="N",
+                      help="N phantom specimens of the development families (every stain pair, exact targets; "
+                           "every tenth specimen validates)")
+    data.add_argument("--phantom-seed", type=int, default=0, metavar="S", help="the phantoms' dataset seed (default 0)")
+    data.add_argument("--landmark-targets", action="store_true",
+                      help="pairs tables' landmarks are exact (generated cases): their affine fit is the target "
+                           "instead of the NCC refinement's result")
     data.add_argument("--no-crops", action="store_true", help="no random-crop variants of folder/ihc images")
     data.add_argument("--holdout-stains", default="", metavar="A,B",
                       help="pairs whose image file names contain one of these substrings are used for validation only")
@@ -92,11 +99,13 @@ def _config_from_args(args: argparse.Namespace, model=None):
         values["loss_weight"] = args.loss_weight
     if args.out:
         values["out_dir"] = str(Path(args.out))
-    if args.pairs or args.folder or args.ihc or not values.get("data"):
+    if args.pairs or args.folder or args.ihc or args.phantoms or not values.get("data"):
         values["data"] = {"pairs": [str(Path(p).resolve()) for p in args.pairs],
                           "folders": [str(Path(p).resolve()) for p in args.folder], "ihc": bool(args.ihc),
                           "crops": not args.no_crops,
-                          "holdout": [s.strip() for s in args.holdout_stains.split(",") if s.strip()]}
+                          "holdout": [s.strip() for s in args.holdout_stains.split(",") if s.strip()],
+                          "landmark_targets": bool(args.landmark_targets),
+                          "phantoms": args.phantoms, "phantom_seed": args.phantom_seed}
     return TrainingConfig.from_dict(values)
 
 

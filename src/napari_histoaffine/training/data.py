@@ -2,7 +2,8 @@
 
 Real pairs (pairs tables, two sections in memory) are posed once each by the rotation search, exactly
 as at inference; self pairs (folders of images, scikit-image's immunohistochemistry sample) pair each
-image with a re-stained, transformed copy of itself, optionally as random crops.
+image with a re-stained, transformed copy of itself, optionally as random crops. Phantom specimens
+(:func:`phantom_pair_steps`) pair their stains with exact targets from their landmarks.
 
 Which pairs validate (:func:`training_data_steps`, the same rule for every front end):
 
@@ -38,7 +39,9 @@ from ..registration.refine import refine_affine
 from .config import network_input_size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+VALIDATE_EVERY = 10  # phantom specimens 9, 19, 29, … validate only
 POSE_CACHE_PAIRS = 128  # posed table pairs kept for the next run (a few MB each at the working size)
+Teacher = Literal["refinement", "landmarks"]  # where a training pair's target comes from (see pose_training_pair)
 
 
 @dataclass
@@ -98,11 +101,14 @@ class SectionArrays:
 class DataSource:
     """One source of training data, as ``histoaffine train`` and the Fine-tune dock describe it."""
 
-    kind: Literal["table", "folder", "ihc", "layers"]
+    kind: Literal["table", "folder", "ihc", "layers", "phantoms"]
     path: str | None = None                  # "table": an ANHIR pairs table; "folder": a folder of images
     sections: SectionArrays | None = None    # "layers": the two sections
     holdout: tuple[str, ...] = ()            # "table"/"folder": file-name substrings of the pairs that validate only
     crops: bool = True                       # "folder"/"ihc": add a random-crop variant of every image
+    teacher: Teacher = "refinement"          # "table": the training pairs' targets (landmarks: their affine fit)
+    count: int = 0                           # "phantoms": specimens generated (development families only)
+    seed: int = 0                            # "phantoms": the dataset seed
 
 
 def resize_float(image: np.ndarray, factor: float) -> np.ndarray:
@@ -146,15 +152,21 @@ def folder_pairs(folder, working_size: int | None = None, crops: bool = True,
 
 
 def pose_training_pair(moving, fixed, moving_landmarks_xy=None, fixed_landmarks_xy=None,
-                       working_size: int | None = None, *, name: str = "pair", full_shapes=None) -> TrainingPair:
-    """A pair to train on, posed once: the NCC refinement of the search's candidates is its ``target``
-    (a teacher that needs no landmarks) and the refinement's starting candidate its pose.
+                       working_size: int | None = None, *, name: str = "pair", full_shapes=None,
+                       teacher: Teacher = "refinement") -> TrainingPair:
+    """A pair to train on, posed once.
 
+    ``teacher="refinement"``: the NCC refinement of the search's candidates is its ``target`` (a teacher
+    that needs no landmarks) and the refinement's starting candidate its pose. ``teacher="landmarks"``
+    (landmarks of exact correspondence: phantoms, generated cases): their least-squares affine is both
+    target and pose, and the training's residual misalignment stands in for the search's error.
     Landmarks ``(x, y)`` (used when both are given) are pixels of the full-resolution images, whose
     ``(rows, cols)`` are ``full_shapes`` ``(moving, fixed)`` when the arrays are reduced levels.
     """
+    if teacher == "landmarks" and (moving_landmarks_xy is None or fixed_landmarks_xy is None):
+        raise InputError(f"{name}: landmark targets need landmarks of both images")
     return _posed_pair(moving, fixed, moving_landmarks_xy, fixed_landmarks_xy, working_size, name, full_shapes,
-                       with_target=True)
+                       teacher)
 
 
 def pose_validation_pair(moving, fixed, moving_landmarks_xy=None, fixed_landmarks_xy=None,
@@ -163,44 +175,47 @@ def pose_validation_pair(moving, fixed, moving_landmarks_xy=None, fixed_landmark
 
     Arguments as :func:`pose_training_pair`.
     """
-    return _posed_pair(moving, fixed, moving_landmarks_xy, fixed_landmarks_xy, working_size, name, full_shapes,
-                       with_target=False)
+    return _posed_pair(moving, fixed, moving_landmarks_xy, fixed_landmarks_xy, working_size, name, full_shapes, None)
 
 
 def _posed_pair(moving, fixed, moving_landmarks_xy, fixed_landmarks_xy, working_size, name, full_shapes,
-                with_target: bool) -> TrainingPair:
+                teacher: Teacher | None) -> TrainingPair:
+    """The pair at the working size, posed and with the ``teacher``'s target (None: the search's first pose, no target)."""
     working_size = working_size or network_input_size()
     moving, fixed = np.asarray(moving), np.asarray(fixed)
     moving_full, fixed_full = full_shapes or (moving.shape, fixed.shape)
     prepared_moving, prepared_fixed = prepare_pair(moving, fixed, working_size)
-    pyramid = StructurePyramid(prepared_moving, prepared_fixed)
-    poses = search_pose(pyramid)
-    pose, target = poses[0].matrix, None
-    if with_target:
-        refined = refine_affine(pyramid, [p.matrix for p in poses])
-        pose, target = poses[refined.start_index].matrix, refined.matrix
+    fixed_to_original = transforms.compose(prepared_fixed.to_input, transforms.resample_matrix(fixed.shape, fixed_full))
     moving_lm = fixed_lm = None
     if moving_landmarks_xy is not None and fixed_landmarks_xy is not None:
         to_full = transforms.compose(prepared_moving.to_input, transforms.resample_matrix(moving.shape, moving_full))
         moving_lm = transforms.apply_to_points(transforms.invert(to_full), np.asarray(moving_landmarks_xy, float))
         fixed_lm = np.asarray(fixed_landmarks_xy, float)
+    if teacher == "landmarks":
+        fixed_working = transforms.apply_to_points(transforms.invert(fixed_to_original), fixed_lm)
+        pose = target = transforms.fit_affine(moving_lm, fixed_working)
+    else:
+        pyramid = StructurePyramid(prepared_moving, prepared_fixed)
+        poses = search_pose(pyramid)
+        pose, target = poses[0].matrix, None
+        if teacher == "refinement":
+            refined = refine_affine(pyramid, [p.matrix for p in poses])
+            pose, target = poses[refined.start_index].matrix, refined.matrix
     result = TrainingPair(
         name, resize_float(moving, prepared_moving.factor), resize_float(fixed, prepared_fixed.factor), pose, factor=1.0,
-        moving_landmarks=moving_lm, fixed_landmarks=fixed_lm,
-        fixed_to_original=transforms.compose(prepared_fixed.to_input,
-                                             transforms.resample_matrix(fixed.shape, fixed_full)),
+        moving_landmarks=moving_lm, fixed_landmarks=fixed_lm, fixed_to_original=fixed_to_original,
         fixed_diagonal=image_diagonal(fixed_full), target=target)
     if result.moving.shape[:2] != prepared_moving.image.shape or result.fixed.shape[:2] != prepared_fixed.image.shape:
         raise AssertionError("working shapes of the pair differ from preprocessing")  # pragma: no cover
     return result
 
 
-def posed_table_pair(row: Pair, working_size: int, held_out: bool) -> TrainingPair:
+def posed_table_pair(row: Pair, working_size: int, held_out: bool, teacher: Teacher = "refinement") -> TrainingPair:
     """A pairs-table row posed for training (or, ``held_out``, for validation); remembered while its files are
     unchanged (path, modification time and size), so a second run on the same table poses nothing."""
     files = tuple(_file_version(path) for path in (row.moving_image, row.fixed_image, row.moving_landmarks,
                                                    row.fixed_landmarks))
-    return _posed_files(files, row.case, working_size, held_out)
+    return _posed_files(files, row.case, working_size, None if held_out else teacher)
 
 
 def _file_version(path) -> tuple:
@@ -212,16 +227,53 @@ def _file_version(path) -> tuple:
 
 
 @lru_cache(maxsize=POSE_CACHE_PAIRS)
-def _posed_files(files: tuple, case: str, working_size: int, held_out: bool) -> TrainingPair:
+def _posed_files(files: tuple, case: str, working_size: int, teacher: Teacher | None) -> TrainingPair:
     (moving_path, _, _), (fixed_path, _, _), (moving_lm, _, _), (fixed_lm, _, _) = files
     moving = read_image(moving_path, max_long_side=working_size)
     fixed = read_image(fixed_path, max_long_side=working_size)
     landmarks = (None, None)
     if moving_lm and fixed_lm and Path(moving_lm).is_file() and Path(fixed_lm).is_file():
         landmarks = (read_landmarks(moving_lm), read_landmarks(fixed_lm))
-    pose = pose_validation_pair if held_out else pose_training_pair
-    return pose(moving.data, fixed.data, *landmarks, working_size, name=case,
-                full_shapes=(moving.full_shape, fixed.full_shape))
+    return _posed_pair(moving.data, fixed.data, *landmarks, working_size, case, (moving.full_shape, fixed.full_shape),
+                       teacher)
+
+
+def phantom_pair_steps(count: int, seed: int, working_size: int, start: float = 0.0, share: float = 1.0
+                       ) -> Generator[Progress, object, tuple[list[TrainingPair], list[TrainingPair]] | None]:
+    """The training and validation pairs of ``count`` phantom specimens of dataset ``seed``.
+
+    Only the development families (``FAMILY_PARTS["dev"]``) are generated, so the final part's families
+    stay unseen by the network as by every other choice. Every stain pair of a specimen (as the phantom
+    datasets pair them) trains with its landmarks' affine fit as target; every ``VALIDATE_EVERY``-th
+    specimen instead validates, posed as the network alone meets it (the search's first pose). Yields a
+    :class:`Progress` (from ``start``, over ``share`` of the preparation) before each specimen; answering
+    :data:`~napari_histoaffine.progress.STOP` returns None.
+    """
+    from ..phantoms.dataset import section_pairs, specimen_seed  # the generator loads only when asked for
+    from ..phantoms.families import FAMILY_PARTS
+    from ..phantoms.sections import make_sections
+    from ..phantoms.specimen import make_specimen
+
+    train: list[TrainingPair] = []
+    validation: list[TrainingPair] = []
+    for index in range(count):
+        if (yield Progress("preparing pairs", start + share * index / count,
+                           f"phantom specimen {index + 1}/{count}")) == STOP:
+            return None
+        specimen = make_specimen(specimen_seed(seed, index), FAMILY_PARTS["dev"])
+        sections = make_sections(specimen)
+        held_out = index % VALIDATE_EVERY == VALIDATE_EVERY - 1
+        rng = np.random.default_rng([specimen.seed, 0x9A1])  # the phantom datasets' own pairing
+        for source, target in section_pairs(sections, rng):
+            moving, fixed = sections[source], sections[target]
+            name = f"phantom-{seed}-{index:03d}_{source}-{moving.stain.style}_to_{target}-{fixed.stain.style}"
+            landmarks = (moving.landmarks, fixed.landmarks)
+            if held_out:
+                validation.append(pose_validation_pair(moving.image, fixed.image, *landmarks, working_size, name=name))
+            else:
+                train.append(pose_training_pair(moving.image, fixed.image, *landmarks, working_size, name=name,
+                                                teacher="landmarks"))
+    return train, validation
 
 
 def is_held_out(path, holdout: Sequence[str]) -> bool:
@@ -231,14 +283,20 @@ def is_held_out(path, holdout: Sequence[str]) -> bool:
 
 
 def data_sources(description: dict) -> list[DataSource]:
-    """The sources of a ``TrainingConfig.data`` description (keys: pairs, folders, ihc, crops, holdout), in the
-    order the pairs are drawn: tables, then folders, then the ihc sample."""
+    """The sources of a ``TrainingConfig.data`` description (keys: pairs, folders, ihc, crops, holdout,
+    landmark_targets, phantoms, phantom_seed), in the order the pairs are drawn: tables, folders, the ihc
+    sample, phantoms."""
     crops = bool(description.get("crops", True))
     holdout = tuple(description.get("holdout", []) or [])
-    return ([DataSource("table", str(path), holdout=holdout) for path in description.get("pairs", []) or []]
+    teacher = "landmarks" if description.get("landmark_targets") else "refinement"
+    phantoms = int(description.get("phantoms", 0) or 0)
+    return ([DataSource("table", str(path), holdout=holdout, teacher=teacher)
+             for path in description.get("pairs", []) or []]
             + [DataSource("folder", str(path), holdout=holdout, crops=crops)
                for path in description.get("folders", []) or []]
-            + ([DataSource("ihc", crops=crops)] if description.get("ihc") else []))
+            + ([DataSource("ihc", crops=crops)] if description.get("ihc") else [])
+            + ([DataSource("phantoms", count=phantoms, seed=int(description.get("phantom_seed", 0)))]
+               if phantoms else []))
 
 
 def training_data_steps(sources: Sequence[DataSource],
@@ -257,7 +315,7 @@ def training_data_steps(sources: Sequence[DataSource],
                 if (yield Progress("preparing pairs", (i + j / len(rows)) / len(sources), message)) == STOP:
                     return None
                 held = is_held_out(row.moving_image, source.holdout) or is_held_out(row.fixed_image, source.holdout)
-                (validation if held else train).append(posed_table_pair(row, working_size, held))
+                (validation if held else train).append(posed_table_pair(row, working_size, held, source.teacher))
         elif source.kind == "layers":
             s = source.sections
             if (yield Progress("preparing pairs", i / len(sources), f"pose search: {s.name}")) == STOP:
@@ -270,8 +328,15 @@ def training_data_steps(sources: Sequence[DataSource],
             train += folder_pairs(source.path, working_size, source.crops, source.holdout)
         elif source.kind == "ihc":
             train += ihc_pairs(source.crops)
+        elif source.kind == "phantoms":
+            pairs = yield from phantom_pair_steps(source.count, source.seed, working_size, i / len(sources),
+                                                  1 / len(sources))
+            if pairs is None:
+                return None
+            train += pairs[0]
+            validation += pairs[1]
         else:
-            raise ValueError(f"unknown data source kind {source.kind!r}: use table, folder, ihc or layers")
+            raise ValueError(f"unknown data source kind {source.kind!r}: use table, folder, ihc, layers or phantoms")
     if not train:
-        raise InputError("no training data: give pairs tables, folders of images or the built-in ihc sample")
+        raise InputError("no training data: give pairs tables, folders of images, phantoms or the built-in ihc sample")
     return TrainingData(train, validation)
