@@ -127,3 +127,25 @@ def test_tissue_overlap_is_the_dice_overlap_of_the_sections(ihc):
     expected = 2 * np.count_nonzero(shifted & fixed.mask) / (2 * np.count_nonzero(fixed.mask))
     assert 0.2 < expected < 0.8
     assert _tissue_overlap(moving, fixed, transforms.translation(40.0, 0.0)) == pytest.approx(expected, abs=1e-6)
+
+
+def test_a_clear_network_pose_is_polished_alone_and_a_doubtful_one_races(ihc, monkeypatch):
+    """When the network's pose leads its rivals (also corrected by the network) clearly, no race is run and the
+    result is the race's result within a fraction of the success limit; the verdict still names the rival."""
+    from napari_histoaffine.registration import pipeline
+
+    moving, truth = known_pair(ihc, 150.0, 0.95, shear=0.04)
+    races = []
+    real = pipeline._race_and_final
+    monkeypatch.setattr(pipeline, "_race_and_final", lambda *a, **k: races.append(1) or real(*a, **k))
+    fast = register(moving, ihc)
+    assert races == [] and not fast.verdict.flagged and fast.verdict.alternative is not None
+    monkeypatch.setattr(pipeline, "CLEAR_NETWORK_LEAD", np.inf)  # nothing leads that clearly: the race decides
+    raced = register(moving, ihc)
+    assert races == [1]
+    fixed_points = tissue_grid(ihc.shape)
+    moving_points = transforms.apply_to_points(transforms.invert(truth), fixed_points)
+    diagonal = image_diagonal(ihc.shape)
+    for result in (fast, raced):
+        moved = transforms.apply_to_points(result.matrix, moving_points)
+        assert landmark_stats(moved, fixed_points, diagonal).rtre_median < 0.004
