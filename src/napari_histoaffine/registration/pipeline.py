@@ -1,11 +1,11 @@
 """The registration pipeline (the paper's Algorithm 1 plus pose candidates and refinement).
 
 Preprocess → pose search (ranked rotation/mirror candidates) → the network corrects the candidate
-that fits best, and its two strongest different rivals → when its pose then leads them clearly, that
-pose alone is polished through the final (below) and the verdict compares it with the rivals as the
-network left them; otherwise all candidates (the chosen one corrected) race for a few refinement steps at a coarse
-scale; a close race, or a doubtful scale guess, makes the pose search take a second, thorough
-look whose new poses join the race → the leader, with its close rivals, goes on into a final at
+that fits best → all candidates (that one corrected) race for a few refinement steps at a coarse
+scale; a close race, or a doubtful scale guess, first asks the network about the two strongest
+different rivals of its pose: when, corrected by the network too, they trail its pose clearly, that
+pose alone is polished through the final (below) and the verdict compares it with them; otherwise
+the pose search takes a second, thorough look whose new poses join the race → the leader, with its close rivals, goes on into a final at
 finer scales, whose winner, and the same stretched by ±5 % along each axis, race once more at the
 finest scale: the best is the result → the verdict compares it with the different poses tried.
 ``refine=False`` is the paper's method. Every stage shares one
@@ -63,10 +63,10 @@ REPORT_SIZE = DEFAULT_SCALES[-1][0]  # the scale of the reported NCC: where both
 # and the close rivals go on into the final with the leader
 CLOSE_RACE = 0.1
 DOUBTFUL_SCALE_LEAD = 0.2  # with a doubtful scale guess, a lead below this also takes the second look
-# The network corrects the best-fitting pose and its two strongest different rivals alike (a fair comparison:
-# it improves any pose it sees); when its pose then leads them at the race scale by this much, that pose alone
-# is polished through the final (no race, no second look). Chosen on the hard benchmark's development sets,
-# lung and phantoms (benchmarks/bench_fast_path.py).
+# When the race is in doubt, the network corrects the two strongest different rivals of its pose as well (a fair
+# comparison: it improves any pose it sees); when its pose then leads them at the race scale by this much, it
+# alone is polished through the final (no second look, no rivals in the final). Chosen on development sets only,
+# shared and the lung and phantom hard dev parts (benchmarks/bench_fast_path.py).
 CLEAR_NETWORK_LEAD = 0.15
 
 
@@ -96,20 +96,19 @@ def _network_poses(model: AffineNet, moving: PreparedImage, fixed: PreparedImage
 
 
 def _network_race(network: AffineNet, moving: PreparedImage, fixed: PreparedImage, pyramid: StructurePyramid,
-                  starts: list[np.ndarray], chosen: int, similarities, passes: int, size: int):
-    """The starts with the network's correction of the chosen one and, given the starts' ``similarities`` at
-    ``size``, of its two strongest different rivals, and then their race at ``size`` (else None)."""
-    corrected = [chosen]
-    if similarities is not None:
-        corrected += rivals(Race(np.stack(starts), list(similarities), list(range(len(starts)))), chosen, within=0.0,
-                            most=2)
-    network_starts = list(starts)
-    for i, matrix in zip(corrected, _network_poses(network, moving, fixed, [starts[i] for i in corrected], passes)):
-        network_starts[i] = matrix
-    if len(corrected) == 1:
-        return network_starts, None
-    return network_starts, Race(np.stack(network_starts), list(pyramid.similarity(network_starts, size)),
-                                list(range(len(starts))))
+                  poses: list[Pose], starts: list[np.ndarray], chosen: int, similarities, size: int) -> Race | None:
+    """The starts (``chosen`` already corrected by the network) with its two strongest different rivals, by
+    the search's ``similarities`` at ``size``, corrected by the network too, and their similarities at
+    ``size``, when the chosen pose then leads by ``CLEAR_NETWORK_LEAD``; else None."""
+    ranked = Race(np.stack([p.matrix for p in poses]), list(similarities), list(range(len(poses))))
+    challengers = rivals(ranked, chosen, within=0.0, most=2)
+    if not challengers:
+        return None
+    corrected = list(starts)
+    for i, matrix in zip(challengers, _network_poses(network, moving, fixed, [starts[i] for i in challengers], 1)):
+        corrected[i] = matrix
+    race = Race(np.stack(corrected), list(pyramid.similarity(corrected, size)), list(range(len(starts))))
+    return race if pose_margin(race, chosen) >= CLEAR_NETWORK_LEAD else None
 
 
 def _tissue_overlap(moving: PreparedImage, fixed: PreparedImage, matrix: np.ndarray) -> float:
@@ -126,15 +125,25 @@ def _second_look(search: PoseSearch, poses: list[Pose], top_k: int) -> list[Pose
 
 
 def _race_and_final(refiner: Refiner, search: PoseSearch, poses: list[Pose], starts: list[np.ndarray],
-                    schedule: Schedule, candidate: int | None, top_k: int):
-    """Race every start, take a second look when the race is close or the scale in doubt, then the final.
+                    schedule: Schedule, candidate: int | None, top_k: int, network_lead: Callable | None = None):
+    """Race every start; when the race is close or the scale in doubt, ask ``network_lead`` (if given) and, when
+    it settles the doubt, polish the network's pose alone; else take a second look, then the final.
 
     Returns the poses (with the second look's), the race the verdict reads (the final when close
-    rivals went on, else the race itself) with the winner's row in it, and the winner's matrix.
+    rivals went on, the network's race when it settled the doubt, else the race itself) with the
+    winner's row in it, and the winner's matrix.
     """
     race = refiner.race(starts, schedule.race, range(len(starts)))
     lead = pose_margin(race, race.best)
     if candidate is None and (lead < CLOSE_RACE or (search.sizes_differ and lead < DOUBTFUL_SCALE_LEAD)):
+        settled = network_lead() if network_lead is not None else None
+        if settled is not None:
+            network_race, chosen = settled
+            matrix = refiner.best_stretch(refiner.refine(network_race.matrices[[chosen]], schedule.final)[0],
+                                          schedule.final[-1:])
+            network_race.matrices[chosen] = matrix  # the verdict's yardstick: against the rivals as the network left them
+            network_race.similarities[chosen] = float(refiner.pyramid.similarity([matrix], schedule.race[0][0])[0])
+            return poses, network_race, chosen, matrix
         extra = _second_look(search, poses, top_k)
         if extra:
             race = race + refiner.race([p.matrix for p in extra], schedule.race, range(len(poses), len(poses) + len(extra)))
@@ -226,29 +235,22 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, options: RegistrationO
     starts = [p.matrix for p in poses]
     schedule = SCHEDULE if network is None else AFTER_NETWORK_SCHEDULE
     chosen = candidate or 0
-    clear = None  # the network's race, when its pose leads it clearly
+    similarities = None  # of the search's poses at the race scale, when the network chose among them
     if network is not None:  # the best-fitting (or the forced) pose is corrected by the network
-        similarities = None
         if candidate is None and len(starts) > 1:
             similarities = pyramid.similarity(starts, schedule.race[0][0])
             chosen = int(np.argmax(similarities))
         passes = 1 if options.refine else network.config.passes
-        corrected, network_race = _network_race(network, prepared_moving, prepared_fixed, pyramid, starts, chosen,
-                                                similarities if options.refine else None, passes, schedule.race[0][0])
-        starts[chosen] = corrected[chosen]
-        if network_race is not None and pose_margin(network_race, chosen) >= CLEAR_NETWORK_LEAD:
-            clear = network_race
+        starts[chosen] = _network_poses(network, prepared_moving, prepared_fixed, [starts[chosen]], passes)[0]
         yield finished("network")
-    if clear is not None:  # the network's pose leads clearly: polished alone, its rivals as the network left them
-        refiner = Refiner(pyramid)
-        matrix = refiner.best_stretch(refiner.refine([starts[chosen]], schedule.final)[0], schedule.final[-1:])
-        race, winner = clear, chosen
-        race.matrices[chosen] = matrix  # the verdict's yardstick: the polished pose against the network's rivals
-        race.similarities[chosen] = float(pyramid.similarity([matrix], schedule.race[0][0])[0])
-        yield finished("refinement")
-    elif options.refine:
+    if options.refine:
+        def network_lead():  # asked only when the race is in doubt: is the network's pose clearly right?
+            clear = _network_race(network, prepared_moving, prepared_fixed, pyramid, poses, starts, chosen,
+                                  similarities, schedule.race[0][0])
+            return None if clear is None else (clear, chosen)
+
         poses, race, winner, matrix = _race_and_final(Refiner(pyramid), search, poses, starts, schedule, candidate,
-                                                      options.top_k)
+                                                      options.top_k, network_lead if similarities is not None else None)
         chosen = race.indices[winner]
         yield finished("refinement")
     else:  # no race: the starts as they are are the yardstick
