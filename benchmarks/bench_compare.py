@@ -167,12 +167,14 @@ def pipeline(**options):
 
 
 DEFAULT = "default pipeline (rotation + network + refinement)"
+NO_NETWORK = "the same without the network (--model none)"
 METHODS = {  # name: (results folder, function of two ImageLevels → full-resolution matrix moving → fixed)
     "identity (no transform)": ("identity", None),
     "best affine fit of the landmarks (oracle)": ("landmark-fit", "oracle"),
     "rotation search only": ("rotation-search", pipeline(model=None, refine=False)),
     "rotation + network (the paper's method)": ("rotation-network", pipeline(model="default", refine=False)),
     DEFAULT: ("default-pipeline", pipeline()),
+    NO_NETWORK: ("no-network", pipeline(model=None)),
     "elastix affine alone (Mattes MI, 4 levels, 256 px)": ("elastix-affine", on_levels(elastix_alone)),
     "rotation search, then elastix affine (\"iterative\")": ("rotation-elastix", on_levels(rotation_then_elastix)),
     "SIFT + RANSAC affine (384 px)": ("sift-ransac", on_levels(sift_ransac)),
@@ -271,8 +273,8 @@ def main():
     print("| method | MMrTRE | AMrTRE | mean max rTRE | success % | median s/pair |\n|---|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
     medians = {n: np.median(list(s.values())) for n, s in seconds.items() if s}
-    for name in (n for n in medians if "elastix" in n):
-        print(f"{name}: {medians[name] / medians[DEFAULT]:.1f}× the default pipeline's median time")
+    for name in (n for n in medians if "elastix" in n or n == NO_NETWORK):
+        print(f"{name}: {medians[name] / medians[DEFAULT]:.2f}× the default pipeline's median time")
     for name, errs in errors.items():
         if errs:
             print(f"{name}: {len(errs)} pair(s) failed, see {out / METHODS[name][0] / 'errors.csv'}")
