@@ -67,6 +67,8 @@ def test_real_sections_are_accepted(ihc_at, sample_pair):
     assert _accepted(with_holes) > 10 * MIN_CONTRAST
     faded = (255 - (255 - ihc.astype(np.float32)) * 0.3).astype(np.uint8)  # a stain faded to 30 %
     assert _accepted(faded) > 5 * MIN_CONTRAST
+    strip = np.tile(ihc[:32], (1, 2, 1))  # a 32-px strip: averaged down to two rows, where y² repeats y
+    assert _accepted(strip) > 10 * MIN_CONTRAST
 
 
 def test_phantom_sections_of_every_stain_style_are_accepted():
