@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from napari_histoaffine import transforms
-from napari_histoaffine.evaluation.metrics import image_diagonal
+from napari_histoaffine.evaluation.metrics import image_diagonal, landmark_stats
 from napari_histoaffine.files.images import read_pair
 from napari_histoaffine.files.tables import read_landmarks, read_pairs_table
 from napari_histoaffine.registration import pipeline
@@ -32,9 +32,8 @@ SUCCESS = 0.02
 
 def median_rtre(result, row) -> float:
     moving, fixed = read_landmarks(row.moving_landmarks), read_landmarks(row.fixed_landmarks)
-    n = min(len(moving), len(fixed))
-    errors = np.hypot(*(transforms.apply_to_points(result.matrix, moving[:n]) - fixed[:n]).T)
-    return float(np.median(errors) / image_diagonal(result.fixed_shape))
+    moved = transforms.apply_to_points(result.matrix, moving)
+    return landmark_stats(moved, fixed, image_diagonal(result.fixed_shape)).rtre_median
 
 
 def run_case(row, options: RegistrationOptions) -> dict:

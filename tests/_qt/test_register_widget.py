@@ -400,8 +400,8 @@ def test_a_pyramid_against_a_large_array_meets_at_one_pixel_size(qtbot, make_nap
     levels are chosen jointly, so the engine gets both sections at one pixel size, and the pose is right."""
     errors, handed = [], []
     monkeypatch.setattr(rw, "show_error", errors.append)
-    engine = rw._register_worker
-    monkeypatch.setattr(rw, "_register_worker", lambda m, f, o: handed.append((m.shape, f.shape, o)) or engine(m, f, o))
+    engine = rw.register_steps
+    monkeypatch.setattr(rw, "register_steps", lambda m, f, **o: handed.append((m.shape, f.shape, o)) or engine(m, f, **o))
     viewer = make_napari_viewer()
     pair = make_pair()
     viewer.add_image(np.kron(pair.fixed, np.ones((4, 4, 1), np.uint8)), name="fixed", rgb=True)

@@ -13,7 +13,7 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabe
 
 from .. import transforms
 from ..plugin import inspection
-from ..plugin.layer_transforms import data_to_world_matrix
+from ..plugin.layer_transforms import data_to_world_matrix, layer_levels
 
 OFF = "off (overlay)"
 
@@ -70,10 +70,10 @@ class InspectionControls(QGroupBox):
         moving_levels = [moving]
         full = transforms.compose(matrix, fixed_to_full)  # moving array → fixed level-0 pixels
         if moving_layer is not None:
-            moving_levels = _levels(moving_layer)
+            moving_levels = layer_levels(moving_layer)
             full = transforms.compose(transforms.resample_matrix(moving_levels[0].shape, moving.shape), full)
         self._pair = (fixed, moving, matrix, data_to_world_matrix(fixed_layer), fixed_to_full)
-        self._sources = (_levels(fixed_layer), moving_levels, full)
+        self._sources = (layer_levels(fixed_layer), moving_levels, full)
         self.setEnabled(True)
         self.update_view()
 
@@ -120,9 +120,11 @@ class InspectionControls(QGroupBox):
         if self._worker is not None:
             self._again = True
             return
-        grid = self._region()
         name = self.view_combo.currentText()
-        if grid is None or self._pair is None or name == OFF:
+        if self._pair is None or name == OFF:
+            return
+        grid = self._region()
+        if grid is None:
             return
         parameter = self._tile_full() if name == "checkerboard" else self.slider.value() / 100
         fixed_levels, moving_levels, matrix = self._sources
@@ -155,6 +157,7 @@ class InspectionControls(QGroupBox):
         """Forget the pair and remove the view (Reset)."""
         self._pair = self._sources = None
         self._requested += 1
+        self._again = False
         self.view_combo.setCurrentText(OFF)
         self._remove_layer()
         self.setEnabled(False)
@@ -163,8 +166,3 @@ class InspectionControls(QGroupBox):
         if self.layer is not None and self.layer in self.viewer.layers:
             self.viewer.layers.remove(self.layer)
         self.layer = None
-
-
-def _levels(layer) -> list:
-    """An image layer's pixels, finest level first."""
-    return list(layer.data) if layer.multiscale else [layer.data]

@@ -21,7 +21,7 @@ from ..plugin.session import PickedLayers, RegistrationInputs, RegistrationSessi
 from ..registration.options import RegistrationOptions
 from ..registration.pipeline import register_steps
 from ..registration.weights import default_weights_path
-from .common import BUNDLED, DockJobs
+from .common import BUNDLED, DockJobs, steps_worker
 from .inspection_controls import OFF
 from .layer_pickers import LayerPairPicker
 from .register_view import MASKS, RegisterView
@@ -49,12 +49,6 @@ def _warm_up_once():
     worker = _warm_engine_up()
     worker.start()
     return worker
-
-
-@thread_worker
-def _register_worker(moving, fixed, options):
-    """Generator worker: yields the pipeline's Progress items, returns its RegistrationResult."""
-    return (yield from register_steps(moving, fixed, **options))
 
 
 class RegisterWidget(RegisterView):
@@ -177,7 +171,7 @@ class RegisterWidget(RegisterView):
 
     def _run(self, inputs: RegistrationInputs, extra: dict, message: str, done) -> None:
         """Register ``inputs`` (with ``extra`` engine keywords) in a worker; ``done`` gets the result."""
-        self.worker = _register_worker(inputs.moving, inputs.fixed, inputs.keywords(**extra))
+        self.worker = steps_worker(register_steps(inputs.moving, inputs.fixed, **inputs.keywords(**extra)))
         self.progress.setValue(0)
         self.status.setText(message)
         self._set_running(True)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from napari.layers import Image
-from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFormLayout, QLabel, QListWidget, QListWidgetItem, QProgressBar, QWidget
@@ -14,12 +13,7 @@ from ..plugin.session import SavedLooks, show_registered
 from ..registration.options import RegistrationOptions
 from ..registration.preprocess import DEFAULT_WORKING_SIZE
 from ..registration.weights import default_weights_path
-from .common import DockJobs, LayerCombo, make_button, scrolled_layout
-
-
-@thread_worker
-def _series_worker(reference, sections, reference_full, options):
-    return (yield from register_sections_steps(reference, sections, reference_full, options))
+from .common import DockJobs, LayerCombo, make_button, scrolled_layout, steps_worker
 
 
 class SeriesWidget(QWidget):
@@ -103,7 +97,7 @@ class SeriesWidget(QWidget):
             return
         options = RegistrationOptions(model="default" if default_weights_path() else None)
         self._reference = reference_layer
-        self.worker = _series_worker(reference, jobs, reference_full, options)
+        self.worker = steps_worker(register_sections_steps(reference, jobs, reference_full, options))
         self.register_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)

@@ -201,7 +201,10 @@ class TrainingWidget(QWidget):
             model = self.settings.start_model()
             config = self.settings.config(out_dir=tempfile.mkdtemp(dir=self._runs.name))
             sources = self._data_sources(config.working_size)
-            judged = validation_sections([s for s in self._data_sources(DEFAULT_WORKING_SIZE) if s.kind == "layers"])
+            # judged as Register runs: layer pairs at its working size (read again only when training's differs)
+            at_register = sources if config.working_size == DEFAULT_WORKING_SIZE else self._data_sources(
+                DEFAULT_WORKING_SIZE)
+            judged = validation_sections([s for s in at_register if s.kind == "layers"])
         except (HistoAffineError, OSError) as exc:
             show_error(str(exc))
             return
@@ -254,8 +257,7 @@ class TrainingWidget(QWidget):
         self._drawn = time.monotonic()
 
     def _on_returned(self, returned) -> None:
-        self.outcome, self.judgement = returned
-        outcome, judgement = returned
+        outcome, judgement = self.outcome, self.judgement = returned
         self._draw()
         if outcome is None:
             self.status.setText("Stopped before training began.")

@@ -101,12 +101,17 @@ def _checked_pixels(layer, array: np.ndarray) -> np.ndarray:
     return array
 
 
+def layer_levels(layer) -> list:
+    """An image layer's pixels, finest level first."""
+    return list(layer.data) if layer.multiscale else [layer.data]
+
+
 def pair_arrays(layers, working_size: int) -> list[tuple[np.ndarray, tuple[int, int]]]:
     """Pixels of each image layer at one common pixel size (levels chosen jointly, layer scales
     included), and each layer's level-0 (rows, cols) the matrix refers to."""
     from ..registration.preprocess import resample  # torch only once a registration starts
 
-    pyramids = [list(layer.data) if layer.multiscale else [layer.data] for layer in layers]
+    pyramids = [layer_levels(layer) for layer in layers]
     pixel_sizes = [float(np.sqrt(abs(np.prod(layer.scale[-2:])))) for layer in layers]
     choice = common_levels([[level.shape for level in levels] for levels in pyramids], pixel_sizes, working_size)
     arrays = []

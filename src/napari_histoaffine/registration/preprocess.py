@@ -264,8 +264,9 @@ def normalize_tissue(inverted: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def search_tissue(inverted: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Tissue for the pose search: half the percentile stretch, half each pixel's rank among the tissue's.
+def search_tissue(inverted: np.ndarray, mask: np.ndarray, stretched: np.ndarray) -> np.ndarray:
+    """Tissue for the pose search: half the percentile stretch (``stretched``, :func:`normalize_tissue` of
+    ``inverted``), half each pixel's rank among the tissue's.
 
     A pen stroke, a fold or a bubble's rim absorbs far more than stain does and, stretched alone,
     outshines all the structure that tells the pose; a pixel's rank gives no structure more of the
@@ -280,7 +281,7 @@ def search_tissue(inverted: np.ndarray, mask: np.ndarray) -> np.ndarray:
     table = np.interp(np.linspace(lo, hi, RANK_TABLE), levels, RANK_LEVELS / 100.0).astype(np.float32)
     step = np.float32((RANK_TABLE - 1) / max(hi - lo, 1e-6))
     ranks = table[np.clip((inverted - np.float32(lo)) * step + np.float32(0.5), 0, RANK_TABLE - 1).astype(np.intp)]
-    out = 0.5 * (normalize_tissue(inverted, mask) + ranks)
+    out = 0.5 * (stretched + ranks)
     out[~mask] = 0.0
     return out
 
@@ -298,7 +299,8 @@ def prepare(image: np.ndarray, factor: float) -> PreparedImage:
         small, to_input = resample(to_grayscale(img), factor)
     mask = tissue_mask(small)
     signal = tissue_signal(small, mask)
-    return PreparedImage(normalize_tissue(signal, mask), mask, to_input, factor, search_tissue(signal, mask))
+    stretched = normalize_tissue(signal, mask)
+    return PreparedImage(stretched, mask, to_input, factor, search_tissue(signal, mask, stretched))
 
 
 def prepare_pair(moving: np.ndarray, fixed: np.ndarray, working_size: int = DEFAULT_WORKING_SIZE):
