@@ -1,8 +1,9 @@
-"""Tissue segmentation: the holes of a section are tissue, the background around it is not."""
+"""Tissue segmentation: the holes of a section are tissue, the background around it and the marks on it are not."""
+import cv2
 import numpy as np
 from scipy import ndimage
 
-from napari_histoaffine.registration.preprocess import fill_holes, tissue_mask
+from napari_histoaffine.registration.preprocess import absorbing_marks, fill_holes, prepare, tissue_mask, to_grayscale
 
 
 def test_fill_holes_is_scipys_binary_fill_holes():
@@ -21,3 +22,41 @@ def test_a_textured_section_with_a_blank_hole_is_one_piece_of_tissue(ihc_at):
     mask = tissue_mask(section.astype(np.float32))
     assert mask[radius < 0.08 * min(texture.shape)].all()          # the hole counts as tissue
     assert not mask[radius > 0.47 * min(texture.shape)].any()      # the background around it does not
+
+
+def _pale_section(ihc_at):
+    """A pale section (a faint rendering of ``ihc.png``'s tissue) in the middle of a bright glass, as 8-bit RGB."""
+    tissue = ihc_at(0.5).astype(np.float32)
+    glass = np.full((384, 384, 3), 240.0, np.float32)
+    glass[64:320, 64:320] = 240.0 - 0.25 * (240.0 - tissue)
+    return glass
+
+
+def test_a_pen_stroke_across_the_glass_neither_joins_the_tissue_nor_outshines_it(ihc_at):
+    """A marker line from the glass over a pale section (as pathologists mark slides) is filled in: the mask
+    stays the section's, and the stroke is no brighter than the tissue around it."""
+    clean = _pale_section(ihc_at)
+    marked = clean.copy()
+    cv2.line(marked, (10, 300), (330, 180), (30, 70, 130), 6, cv2.LINE_AA)  # blue ink, across glass and tissue
+    prepared = {name: prepare(np.clip(image, 0, 255).astype(np.uint8), 0.75) for name, image in
+                (("clean", clean), ("marked", marked))}
+    glass_mask = np.ones((288, 288), bool)
+    glass_mask[24:264, 24:264] = False                                  # beyond the section (48-240), with a margin
+    assert not prepared["clean"].mask[glass_mask].any()
+    assert not prepared["marked"].mask[glass_mask].any()
+    stroke = cv2.line(np.zeros((288, 288), np.uint8), (8, 225), (248, 135), 1, 3) > 0
+    on_tissue = stroke & prepared["clean"].mask
+    assert prepared["marked"].image[on_tissue].mean() < 1.5 * prepared["clean"].image[on_tissue].mean()
+
+
+def test_clean_sections_have_no_marks(ihc_at):
+    for image in (ihc_at(1.0), np.clip(_pale_section(ihc_at), 0, 255).astype(np.uint8)):
+        gray = to_grayscale(image)
+        assert absorbing_marks(gray, tissue_mask(gray)) is None
+
+
+def test_a_channel_reversed_view_prepares_like_its_copy(ihc_at):
+    """A BGR -> RGB view as ``image[..., ::-1]`` (negative strides) is accepted as it is."""
+    bgr = ihc_at(1.0)
+    view, copy = prepare(bgr[..., ::-1], 0.5), prepare(bgr[..., ::-1].copy(), 0.5)
+    np.testing.assert_array_equal(view.image, copy.image)
