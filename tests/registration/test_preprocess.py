@@ -3,7 +3,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from napari_histoaffine.registration.preprocess import absorbing_marks, fill_holes, prepare, tissue_mask, to_grayscale
+from napari_histoaffine.registration.preprocess import (absorbing_marks, fill_holes, prepare, tissue_mask, tissue_signal,
+                                                        to_grayscale)
 
 
 def test_fill_holes_is_scipys_binary_fill_holes():
@@ -60,3 +61,26 @@ def test_a_channel_reversed_view_prepares_like_its_copy(ihc_at):
     bgr = ihc_at(1.0)
     view, copy = prepare(bgr[..., ::-1], 0.5), prepare(bgr[..., ::-1].copy(), 0.5)
     np.testing.assert_array_equal(view.image, copy.image)
+
+
+def test_tissue_under_grey_glass_that_fills_the_frame_is_read_as_bright_field(ihc_at):
+    """A crop of a section scanned through grey, dim glass: its tissue still absorbs (inverted), it does not
+    emit light, though its extremes sit close together in the middle of the range."""
+    crop = to_grayscale(ihc_at(1.0)[100:400, 100:400]) * 0.7
+    mask = tissue_mask(crop)
+    assert mask.mean() > 0.9                                            # the section fills the frame
+    signal = tissue_signal(crop, mask)
+    assert np.corrcoef(signal.ravel(), crop.ravel())[0, 1] < -0.8       # dark tissue is strong signal
+
+
+def test_a_glass_field_seen_in_one_corner_is_not_extrapolated_into_the_dark():
+    """Glass shows only in a corner, where a vignette darkens it away from the corner: the fitted field stays
+    within the glass's light instead of falling towards black across the tissue."""
+    rng = np.random.default_rng(0)
+    gray = np.clip(0.4 + 0.05 * rng.standard_normal((240, 240)), 0, 1).astype(np.float32)
+    mask = np.ones_like(gray, bool)
+    mask[:60, :60] = False
+    rows, cols = np.mgrid[:60, :60]
+    gray[:60, :60] = 0.95 - 0.004 * (rows + cols)
+    signal = tissue_signal(gray, mask)
+    assert np.percentile(signal[mask], 1) > 0.0                         # tissue absorbs: never brighter than glass

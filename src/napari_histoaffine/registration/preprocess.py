@@ -206,7 +206,10 @@ def _background_field(gray: np.ndarray, mask: np.ndarray, grid: int = 64) -> np.
                          .astype(bool)).astype(np.uint8), np.ones((5, 5), np.uint8), borderValue=1).astype(bool)
     if outside.sum() < MIN_BACKGROUND * outside.size:
         return None
-    return quadratic_field(coarse, outside, gray.shape)
+    # within the light the glass shows: a quadratic fitted to glass on one side only of a section that
+    # nearly fills the frame would otherwise fall towards black across the rest (a vignette, a gradient)
+    glass = coarse[outside]
+    return np.clip(quadratic_field(coarse, outside, gray.shape), glass.min(), glass.max())
 
 
 def quadratic_field(samples: np.ndarray, where: np.ndarray, shape) -> np.ndarray:
@@ -246,9 +249,11 @@ def tissue_signal(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
     field = _background_field(gray, mask)
     tissue = gray[::3, ::3][mask[::3, ::3]] if mask[::3, ::3].any() else gray.ravel()
     # where tissue is thinnest (lumens, holes) its light is the glass's: near 1 in bright-field, near 0
-    # in dark-field; a dark surround alone may be a warp's padding around a bright-field section
+    # in dark-field, where the densest tissue's light is far below the brightest's distance from full
+    # light (half of it: grey or dim glass brings a bright-field image's extremes close together); a dark
+    # surround alone may be a warp's padding around a bright-field section
     darkest, median, brightest = np.percentile(tissue, [1, 50, 99])
-    dark = darkest < 1.0 - brightest and (field is None or float(np.median(field)) < median)
+    dark = darkest < 0.5 * (1.0 - brightest) and (field is None or float(np.median(field)) < median)
     if dark:  # the image shows emitted light
         return gray - (field if field is not None else 0.0)
     if field is None:
