@@ -204,7 +204,7 @@ def test_open_pyramid_is_lazy_and_matches(pyramid, decoded_shapes):
     assert [lv.shape for lv in levels] == [(1536, 2048, 3), (768, 1024, 3), (384, 512, 3)]
     assert decoded_shapes == []
     np.testing.assert_array_equal(levels[2].compute(), data[::4, ::4])
-    assert set(decoded_shapes) == {(384, 512, 3)}
+    assert set(decoded_shapes) <= {(384, 512, 3)}  # whole pages decoded, if any, are the level read (else tiles)
 
 
 def test_open_pyramid_flat(tmp_path):

@@ -3,8 +3,9 @@
 A pyramid level stored as one chunked (tiled or stripped) TIFF page is read tile by tile: the byte ranges
 of only the tiles a region touches are read (``page.dataoffsets`` / ``page.databytecounts``) and decoded
 with tifffile's own decoder (``page.decode``), so any part of a 100k-pixel level costs a few tiles.
-:func:`open_level` wraps such a level as a dask array whose chunks are whole TIFF tiles (several per
-chunk). Levels in another layout (several pages, planar samples, volumes) fall back to one chunk.
+:func:`open_level` wraps such a level as a dask array whose chunks are whole TIFF tiles (of about
+:data:`CHUNK` px: napari loads a view's chunks whole, so larger ones stall the display while panning).
+Levels in another layout (several pages, planar samples, volumes) fall back to one chunk.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from ..errors import InputError
 from .decode import arrange, check_exists, is_tiff, one_line, read_flat, read_tiff_level, tiff_levels
 from .openslide_levels import needs_openslide, openslide_sources
 
-CHUNK = 1024  # target side of dask chunks (rounded to whole tiles)
+CHUNK = 256  # target side of dask chunks (rounded to whole tiles): what a view at full resolution loads beyond its edges
 
 
 class ArraySource:
