@@ -74,8 +74,8 @@ def test_tissue_under_grey_glass_that_fills_the_frame_is_read_as_bright_field(ih
 
 
 def test_a_glass_field_seen_in_one_corner_is_not_extrapolated_into_the_dark():
-    """Glass shows only in a corner, where a vignette darkens it away from the corner: the fitted field stays
-    within the glass's light instead of falling towards black across the tissue."""
+    """Glass shows only in a corner, where a vignette darkens it away from the corner: no field fitted there falls
+    towards black across the evenly lit tissue."""
     rng = np.random.default_rng(0)
     gray = np.clip(0.4 + 0.05 * rng.standard_normal((240, 240)), 0, 1).astype(np.float32)
     mask = np.ones_like(gray, bool)
@@ -83,4 +83,6 @@ def test_a_glass_field_seen_in_one_corner_is_not_extrapolated_into_the_dark():
     rows, cols = np.mgrid[:60, :60]
     gray[:60, :60] = 0.95 - 0.004 * (rows + cols)
     signal = tissue_signal(gray, mask)
-    assert np.percentile(signal[mask], 1) > 0.0                         # tissue absorbs: never brighter than glass
+    means = [signal[rows, cols].mean() for rows in (slice(60, 150), slice(150, None)) for cols in (slice(60, 150),
+                                                                                            slice(150, None))]
+    assert min(means) > 0.0 and max(means) - min(means) < 0.1          # evenly lit tissue stays even

@@ -204,10 +204,15 @@ def _background_field(gray: np.ndarray, mask: np.ndarray, grid: int = 64) -> np.
     # background at least two coarse pixels from the tissue: the outline's blur belongs to neither
     outside = cv2.erode((~cv2.resize(mask.astype(np.uint8), coarse_shape[::-1], interpolation=cv2.INTER_NEAREST)
                          .astype(bool)).astype(np.uint8), np.ones((5, 5), np.uint8), borderValue=1).astype(bool)
-    if outside.sum() < MIN_BACKGROUND * outside.size:
+    # glass in at least three quadrants: a quadratic fitted to glass seen on one side only (gaps at the edge
+    # of a section that fills the frame) says nothing of the light across the rest
+    half_rows, half_cols = outside.shape[0] // 2, outside.shape[1] // 2
+    quadrants = sum(outside[rows, cols].any() for rows in (slice(None, half_rows), slice(half_rows, None))
+                    for cols in (slice(None, half_cols), slice(half_cols, None)))
+    if outside.sum() < MIN_BACKGROUND * outside.size or quadrants < 3:
         return None
-    # within the light the glass shows: a quadratic fitted to glass on one side only of a section that
-    # nearly fills the frame would otherwise fall towards black across the rest (a vignette, a gradient)
+    # and within the light the glass shows: fitted to glass along one side, it would fall towards black
+    # across the rest (a vignette, a gradient)
     glass = coarse[outside]
     return np.clip(quadratic_field(coarse, outside, gray.shape), glass.min(), glass.max())
 
