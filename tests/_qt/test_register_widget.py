@@ -1,4 +1,5 @@
 """The Register widget, opened through the npe2 manifest, on the sample pair (run under xvfb-run)."""
+import dataclasses
 import threading
 
 import numpy as np
@@ -626,3 +627,20 @@ def test_a_transform_exported_without_an_extension_gets_the_chosen_filters(qtbot
     widget.files.transform_button.click()
     assert not (tmp_path / "transform").exists() and not errors
     assert (tmp_path / "transform.tfm").read_text().startswith("#Insight Transform File")
+
+
+def test_a_result_by_the_largest_pieces_is_rerun_by_them(qtbot, setup, monkeypatch):
+    """Trying another of its candidates (or refining from the shown pose) keeps to the largest pieces, whose poses
+    the candidate list holds; a result of all the tissue keeps to all of it."""
+    viewer, widget, errors = setup
+    engine, handed = rw.register_steps, []
+    monkeypatch.setattr(rw, "register_steps", lambda m, f, **o: handed.append(o) or engine(m, f, **o))
+    register(qtbot, widget)
+    assert "largest_pieces" not in handed[-1] and not widget.result.largest_pieces  # automatic on the first run
+    widget.try_candidate(1)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert handed[-1]["largest_pieces"] is False
+    widget.session.result = dataclasses.replace(widget.result, largest_pieces=True)
+    widget.refine_from_here()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT_MS)
+    assert handed[-1]["largest_pieces"] is True and not errors

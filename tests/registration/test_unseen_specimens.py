@@ -7,12 +7,17 @@ success limit (median rTRE ≤ 0.02).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
+import cv2
 import numpy as np
 
 from napari_histoaffine import transforms
 from napari_histoaffine.evaluation.metrics import image_diagonal, landmark_stats
 from napari_histoaffine.phantoms import make_specimen, render_section
-from napari_histoaffine.registration.pipeline import register
+from napari_histoaffine.registration.pieces import largest_piece
+from napari_histoaffine.registration.pipeline import register, register_steps
+from napari_histoaffine.registration.results import PIECES_NOTE
 
 SUCCESS = 0.02
 
@@ -28,12 +33,15 @@ def sections(seed: int, styles: tuple[str, ...], fills_frame: bool = False):
     return [(np.ascontiguousarray(s.image[..., ::-1]), s.landmarks) for s in made]
 
 
-def median_rtre(case) -> float:
-    """Register the case's source onto its target and score the mapped landmarks."""
-    rgb = [np.ascontiguousarray(image[..., ::-1]) for image in (case.source, case.target)]
-    result = register(*rgb)
+def case_rtre(case, result) -> float:
+    """Median rTRE of a case's source landmarks mapped by a result."""
     mapped = transforms.apply_to_points(result.matrix, case.source_points)
     return landmark_stats(mapped, case.target_points, image_diagonal(case.target.shape)).rtre_median
+
+
+def median_rtre(case) -> float:
+    """Register the case's source onto its target and score the mapped landmarks."""
+    return case_rtre(case, register(*(np.ascontiguousarray(image[..., ::-1]) for image in (case.source, case.target))))
 
 
 def test_a_dark_background_section_registers_onto_a_bright_field_one(hard_cases):
@@ -74,19 +82,81 @@ def test_a_full_frame_crop_registers_by_its_interior(ihc_at):
     assert landmark_stats(mapped, truth, image_diagonal(fixed.shape)).rtre_median < SUCCESS
 
 
-def test_a_section_with_a_pen_stroke_a_fold_and_a_second_fragment_registers(hard_cases):
-    (target, lt), (source, ls) = sections(14, ("he", "dab"))
-    (other, _), = sections(99, ("pale",))
-    rng = np.random.default_rng(4)
+def case_with_a_fragment(hard_cases, seeds, styles, other_style, rng, area=0.3, marks=False):
+    """A phantom case (specimen ``seeds[0]`` in ``styles``) whose moving section has a piece of another specimen
+    (``seeds[1]``, in ``other_style``, ``area`` of the section's) laid beside it, and, with ``marks``, pen strokes
+    and a fold on it."""
+    (target, lt), (source, ls) = sections(seeds[0], styles)
+    (other, _), = sections(seeds[1], (other_style,))
     case, _, _ = hard_cases.make_new_case("heavy-jpeg", rng, target, source, lt, ls, [], flip=True)
     kinds = hard_cases.hard_kinds
     image = case.source
     mask = hard_cases.tissue_mask(image)
-    image = kinds.fold(rng, kinds.pen_strokes(rng, image, mask), mask)
+    if marks:
+        image = kinds.fold(rng, kinds.pen_strokes(rng, image, mask), mask)
     glass = hard_cases.background_colour(image)
     relit = kinds.relight(other, hard_cases.background_colour(other), glass)
-    piece = kinds.cut_fragment(rng, relit, hard_cases.tissue_mask(other), 0.3 * kinds.section_area(mask))
+    piece = kinds.cut_fragment(rng, relit, hard_cases.tissue_mask(other), area * kinds.section_area(mask))
     image, shift = kinds.place_beside(rng, image, mask, *piece, glass)
     assert image.shape[:2] != case.source.shape[:2]  # the canvas grew to hold the fragment
-    marked = hard_cases.Case(case.target, case.target_points, image, case.source_points + shift)
-    assert median_rtre(marked) < SUCCESS
+    return hard_cases.Case(case.target, case.target_points, image, case.source_points + shift)
+
+
+def test_a_section_with_a_pen_stroke_a_fold_and_a_second_fragment_registers(hard_cases):
+    case = case_with_a_fragment(hard_cases, (14, 99), ("he", "dab"), "pale", np.random.default_rng(4), marks=True)
+    assert median_rtre(case) < SUCCESS
+
+
+def test_pieces_joined_by_a_narrow_neck_are_told_apart():
+    mask = np.zeros((200, 300), np.uint8)
+    cv2.circle(mask, (100, 100), 70, 1, -1)
+    cv2.circle(mask, (230, 100), 40, 1, -1)
+    cv2.rectangle(mask, (160, 95), (200, 105), 1, -1)                    # a 10-px neck between them
+    largest = largest_piece(mask.astype(bool))
+    assert largest is not None and largest[100, 100] and not largest[100, 240]
+    assert largest.sum() > 0.95 * np.pi * 70 ** 2                        # the piece keeps its outline
+    one = np.zeros_like(mask)
+    cv2.circle(one, (150, 100), 80, 1, -1)
+    assert largest_piece(one.astype(bool)) is None
+
+
+def _with_a_fragment(hard_cases):
+    return case_with_a_fragment(hard_cases, (21, 98), ("he", "dab"), "special", np.random.default_rng(7), area=0.35)
+
+
+def test_the_largest_pieces_alone_register_and_the_result_says_so(hard_cases):
+    case = _with_a_fragment(hard_cases)
+    moving, fixed = (np.ascontiguousarray(image[..., ::-1]) for image in (case.source, case.target))
+    result = register(moving, fixed, largest_pieces=True)
+    assert result.largest_pieces and result.headline.endswith(PIECES_NOTE)
+    assert case_rtre(case, result) < SUCCESS
+    # a rerun from one of its candidates picks from the same list: the pieces' poses
+    rerun = register(moving, fixed, candidate=len(result.candidates) - 1, largest_pieces=True)
+    assert rerun.largest_pieces and len(rerun.candidates) >= len(result.candidates)
+    assert not register(moving, fixed, largest_pieces=False).largest_pieces
+
+
+def test_a_second_look_by_the_largest_pieces_is_reported_as_a_stage(hard_cases, monkeypatch):
+    """When the whole tissue's result is flagged, the pieces are registered too, in a stage of their own."""
+    import napari_histoaffine.registration.pipeline as pipeline
+
+    original = pipeline.assess
+    calls = []
+
+    def doubtful_first(race, winner, final_ncc):  # the whole tissue's verdict is flagged, the pieces' is not
+        verdict = original(race, winner, final_ncc)
+        calls.append(verdict)
+        return replace(verdict, flagged=True, confidence=0.1) if len(calls) == 1 else verdict
+
+    monkeypatch.setattr(pipeline, "assess", doubtful_first)
+    case = _with_a_fragment(hard_cases)
+    moving, fixed = (np.ascontiguousarray(image[..., ::-1]) for image in (case.source, case.target))
+    steps = register_steps(moving, fixed)
+    stages = []
+    try:
+        while True:
+            stages.append(next(steps).stage)
+    except StopIteration as stop:
+        result = stop.value
+    assert stages[-1] == "largest pieces" and "largest pieces" in result.timings and len(calls) == 2
+    assert result.largest_pieces and case_rtre(case, result) < SUCCESS

@@ -160,6 +160,8 @@ class RegisterWidget(RegisterView):
     def _rerun(self, extra: dict, label: str) -> None:
         if self.worker is not None:
             return
+        # a result by the largest pieces of tissue lists their poses, and its pose was found on them
+        extra = {**extra, "largest_pieces": self.result.largest_pieces}
 
         def done(result):
             if not self.session.show_rerun(result):

@@ -83,6 +83,7 @@ def evaluate_pair(pair: Pair, out_dir, options: RegistrationOptions | None = Non
         row.update(seconds=result.seconds, rotation_deg=result.rotation_deg, flipped=result.flipped,
                    ncc_before=result.ncc_before, ncc_after=result.ncc_after, confidence=result.verdict.confidence,
                    flagged=result.verdict.flagged, pose_margin=result.verdict.margin, verdict=result.verdict.reason,
+                   largest_pieces=result.largest_pieces,
                    **{f"seconds_{stage.replace(' ', '_')}": t for stage, t in result.timings.items()})
     except HistoAffineError as exc:
         error = str(exc)

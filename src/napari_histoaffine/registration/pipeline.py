@@ -32,6 +32,7 @@ from .features import StructurePyramid, downsample_pair, small_theta
 from .network import AffineNet
 from .options import RegistrationOptions
 from .pose import PoseSearch, same_pose
+from .pieces import largest_pieces as pieces_alone
 from .preprocess import PreparedImage, prepare_pair
 from .refine import DEFAULT_SCALES, Race, Refiner
 from .results import Pose, RegistrationResult, TissueMasks
@@ -177,9 +178,70 @@ def _pixels(image, full_shape, role: str) -> tuple[np.ndarray, tuple[int, ...]]:
     return array, tuple(full_shape or array.shape)
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """What the stages after preprocessing find on one prepared pair (working pixels)."""
+
+    poses: list[Pose]
+    matrix: np.ndarray
+    verdict: object
+    ncc_before: float
+    ncc_after: float
+
+
+def _stages(prepared_moving: PreparedImage, prepared_fixed: PreparedImage, options: RegistrationOptions,
+            network: AffineNet | None, candidate: int | None, here: np.ndarray | None,
+            finished: Callable[[str], Progress | None]) -> Generator[Progress, None, _Outcome]:
+    """Pose search → network → refinement → verdict on one prepared pair, yielding what ``finished`` makes of each
+    stage (nothing when it returns None); ``here`` is a start matrix in working pixels (see :func:`register_steps`)."""
+    def stage(name):
+        progress = finished(name)
+        return [progress] if progress is not None else []
+
+    pyramid = StructurePyramid(prepared_moving, prepared_fixed)
+    search = PoseSearch(pyramid, search_mirror=options.search_mirror)
+    poses = search.first(options.top_k)
+    if candidate is not None or here is not None:  # the list a forced index refers to is always the full one
+        poses = poses + _second_look(search, poses, options.top_k)
+    if here is not None:  # the given pose joins the candidates, and is the one that goes on
+        angle, mirrored = transforms.rotation_and_mirror(here)
+        poses = poses + [Pose(angle, mirrored, float("nan"), here, float(np.sqrt(abs(np.linalg.det(here[:2, :2])))))]
+        candidate = len(poses) - 1
+    yield from stage("pose search")
+    if candidate is not None and not 0 <= candidate < len(poses):
+        raise InputError(f"pose candidate {candidate} does not exist: the search found {len(poses)}")
+    starts = [p.matrix for p in poses]
+    schedule = SCHEDULE if network is None else AFTER_NETWORK_SCHEDULE
+    chosen = candidate or 0
+    similarities = None  # of the search's poses at the race scale, when the network chose among them
+    if network is not None:  # the best-fitting (or the forced) pose is corrected by the network
+        if candidate is None and len(starts) > 1:
+            similarities = pyramid.similarity(starts, schedule.race[0][0])
+            chosen = int(np.argmax(similarities))
+        passes = 1 if options.refine else network.config.passes
+        starts[chosen] = _network_poses(network, prepared_moving, prepared_fixed, [starts[chosen]], passes)[0]
+        yield from stage("network")
+    if options.refine:
+        def network_lead():  # asked only when the race is in doubt: is the network's pose clearly right?
+            clear = _network_race(network, prepared_moving, prepared_fixed, pyramid, poses, starts, chosen,
+                                  similarities, schedule.race[0][0])
+            return None if clear is None else (clear, chosen)
+
+        poses, race, winner, matrix = _race_and_final(Refiner(pyramid), search, poses, starts, schedule, candidate,
+                                                      options.top_k, network_lead if similarities is not None else None)
+        yield from stage("refinement")
+    else:  # no race: the starts as they are are the yardstick
+        matrix, winner = starts[chosen], chosen
+        race = Race(np.stack(starts), pyramid.similarity(starts, schedule.race[0][0]), list(range(len(starts))))
+    # reported over the whole fixed image: how much of it the moving image explains
+    before, after = pyramid.similarity([transforms.identity(), matrix], REPORT_SIZE, masked=False)
+    return _Outcome(poses, matrix, assess(race, winner, after), before, after)
+
+
 def register_steps(moving: np.ndarray, fixed: np.ndarray, options: RegistrationOptions | None = None, *,
                    candidate: int | None = None, start: np.ndarray | None = None,
-                   moving_full_shape=None, fixed_full_shape=None) -> Generator[Progress, None, RegistrationResult]:
+                   moving_full_shape=None, fixed_full_shape=None,
+                   largest_pieces: bool | None = None) -> Generator[Progress, None, RegistrationResult]:
     """Register ``moving`` onto ``fixed`` as ``options`` say (default: :class:`RegistrationOptions`()),
     yielding progress after each stage.
 
@@ -192,6 +254,10 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, options: RegistrationO
     returns it. When arrays are reduced levels of larger images, ``*_full_shape`` gives the
     full-resolution (rows, cols) the returned matrix refers to. An image with nothing to register
     (:func:`~napari_histoaffine.registration.checks.check_image`) raises ``UnusableImageError`` first.
+    A section with a piece of tissue beside it (another specimen's, or a fragment) misleads every stage:
+    ``largest_pieces`` None registers the largest piece of each image as well when the whole tissue's
+    result is flagged, and keeps the more confident (:attr:`RegistrationResult.largest_pieces` says which);
+    True registers the largest pieces only (as a rerun from such a result's candidates must); False, all tissue.
     """
     moving, moving_full_shape = _pixels(moving, moving_full_shape, "moving")
     fixed, fixed_full_shape = _pixels(fixed, fixed_full_shape, "fixed")
@@ -218,63 +284,39 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, options: RegistrationO
                                                 transforms.resample_matrix(moving.shape, moving_full_shape))
     fixed_working_to_full = transforms.compose(prepared_fixed.to_input,
                                                transforms.resample_matrix(fixed.shape, fixed_full_shape))
+    here = None if start is None else transforms.compose(moving_working_to_full, np.asarray(start, float),
+                                                         transforms.invert(fixed_working_to_full))
+    pieces = pieces_alone(moving, fixed, prepared_moving, prepared_fixed) if largest_pieces else None
+    by_pieces = pieces is not None
+    if by_pieces:
+        prepared_moving, prepared_fixed = pieces
     yield finished("preprocess")
-    pyramid = StructurePyramid(prepared_moving, prepared_fixed)
-    search = PoseSearch(pyramid, search_mirror=options.search_mirror)
-    poses = search.first(options.top_k)
-    if candidate is not None or start is not None:  # the list a forced index refers to is always the full one
-        poses = poses + _second_look(search, poses, options.top_k)
-    if start is not None:  # the given pose joins the candidates, and is the one that goes on
-        here = transforms.compose(moving_working_to_full, np.asarray(start, float), transforms.invert(fixed_working_to_full))
-        angle, mirrored = transforms.rotation_and_mirror(here)
-        poses = poses + [Pose(angle, mirrored, float("nan"), here, float(np.sqrt(abs(np.linalg.det(here[:2, :2])))))]
-        candidate = len(poses) - 1
-    yield finished("pose search")
-    if candidate is not None and not 0 <= candidate < len(poses):
-        raise InputError(f"pose candidate {candidate} does not exist: the search found {len(poses)}")
-    starts = [p.matrix for p in poses]
-    schedule = SCHEDULE if network is None else AFTER_NETWORK_SCHEDULE
-    chosen = candidate or 0
-    similarities = None  # of the search's poses at the race scale, when the network chose among them
-    if network is not None:  # the best-fitting (or the forced) pose is corrected by the network
-        if candidate is None and len(starts) > 1:
-            similarities = pyramid.similarity(starts, schedule.race[0][0])
-            chosen = int(np.argmax(similarities))
-        passes = 1 if options.refine else network.config.passes
-        starts[chosen] = _network_poses(network, prepared_moving, prepared_fixed, [starts[chosen]], passes)[0]
-        yield finished("network")
-    if options.refine:
-        def network_lead():  # asked only when the race is in doubt: is the network's pose clearly right?
-            clear = _network_race(network, prepared_moving, prepared_fixed, pyramid, poses, starts, chosen,
-                                  similarities, schedule.race[0][0])
-            return None if clear is None else (clear, chosen)
-
-        poses, race, winner, matrix = _race_and_final(Refiner(pyramid), search, poses, starts, schedule, candidate,
-                                                      options.top_k, network_lead if similarities is not None else None)
-        chosen = race.indices[winner]
-        yield finished("refinement")
-    else:  # no race: the starts as they are are the yardstick
-        matrix, winner = starts[chosen], chosen
-        race = Race(np.stack(starts), pyramid.similarity(starts, schedule.race[0][0]), list(range(len(starts))))
-    # reported over the whole fixed image: how much of it the moving image explains
-    before, after = pyramid.similarity([transforms.identity(), matrix], REPORT_SIZE, masked=False)
-    verdict = assess(race, winner, after)
-    full = transforms.compose(transforms.invert(moving_working_to_full), matrix, fixed_working_to_full)
+    outcome = yield from _stages(prepared_moving, prepared_fixed, options, network, candidate, here, finished)
+    if largest_pieces is None and candidate is None and start is None and outcome.verdict.flagged:
+        pieces = pieces_alone(moving, fixed, prepared_moving, prepared_fixed)
+        if pieces is not None:  # a second registration, of the largest pieces alone
+            planned.append("largest pieces")
+            alone = yield from _stages(*pieces, options, network, None, None, lambda _: None)
+            yield finished("largest pieces")
+            if alone.verdict.confidence > outcome.verdict.confidence:
+                (prepared_moving, prepared_fixed), outcome, by_pieces = pieces, alone, True
+    full = transforms.compose(transforms.invert(moving_working_to_full), outcome.matrix, fixed_working_to_full)
     angle, mirrored = transforms.rotation_and_mirror(full)  # the result's, not the candidate's it started from
     return RegistrationResult(
         matrix=full,
         moving_shape=tuple(int(v) for v in moving_full_shape[:2]),
         fixed_shape=tuple(int(v) for v in fixed_full_shape[:2]),
-        stages=planned, timings=timings, ncc_before=before, ncc_after=after,
-        rotation_deg=angle, flipped=mirrored, candidates=poses, verdict=verdict,
-        tissue_overlap=_tissue_overlap(prepared_moving, prepared_fixed, matrix),
+        stages=planned, timings=timings, ncc_before=outcome.ncc_before, ncc_after=outcome.ncc_after,
+        rotation_deg=angle, flipped=mirrored, candidates=outcome.poses, verdict=outcome.verdict,
+        tissue_overlap=_tissue_overlap(prepared_moving, prepared_fixed, outcome.matrix), largest_pieces=by_pieces,
         masks=TissueMasks(prepared_moving.mask, prepared_fixed.mask, moving_working_to_full, fixed_working_to_full))
 
 
 def register(moving: np.ndarray, fixed: np.ndarray, options: RegistrationOptions | None = None, *,
              candidate: int | None = None, start: np.ndarray | None = None, moving_full_shape=None,
-             fixed_full_shape=None, on_progress: Callable[[Progress], None] | None = None) -> RegistrationResult:
+             fixed_full_shape=None, largest_pieces: bool | None = None,
+             on_progress: Callable[[Progress], None] | None = None) -> RegistrationResult:
     """Register ``moving`` onto ``fixed``, reporting to ``on_progress``; see :func:`register_steps`."""
-    steps = register_steps(moving, fixed, options, candidate=candidate, start=start,
-                           moving_full_shape=moving_full_shape, fixed_full_shape=fixed_full_shape)
+    steps = register_steps(moving, fixed, options, candidate=candidate, start=start, moving_full_shape=moving_full_shape,
+                           fixed_full_shape=fixed_full_shape, largest_pieces=largest_pieces)
     return run_steps(steps, on_progress)

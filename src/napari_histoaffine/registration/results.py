@@ -45,6 +45,9 @@ class Verdict:
         return f"check this result ({percent}): {self.reason}" if self.flagged else f"confident ({percent})"
 
 
+PIECES_NOTE = "; by the largest piece of tissue of each image, the others left out"
+
+
 @dataclass(frozen=True)
 class TissueMasks:
     """The tissue masks the registration used, at working resolution, with working → full-resolution matrices."""
@@ -78,6 +81,7 @@ class RegistrationResult:
     tissue_overlap: float = 0.0
     masks: TissueMasks | None = field(default=None, repr=False)
     verdict: Verdict | None = None
+    largest_pieces: bool = False  # registered by the largest piece of tissue of each image, the others left out
 
     @property
     def seconds(self) -> float:
@@ -87,7 +91,9 @@ class RegistrationResult:
     @property
     def headline(self) -> str:
         """The verdict's headline (:attr:`Verdict.headline`), or that there is none (a transform read from a file)."""
-        return self.verdict.headline if self.verdict is not None else NO_VERDICT
+        if self.verdict is None:
+            return NO_VERDICT
+        return self.verdict.headline + (PIECES_NOTE if self.largest_pieces else "")
 
     def to_dict(self) -> dict:
         """JSON-ready description (the transform file format of the CLI and the widget)."""
@@ -104,6 +110,7 @@ class RegistrationResult:
             "rotation_deg": self.rotation_deg,
             "flipped": self.flipped,
             "tissue_overlap": self.tissue_overlap,
+            "largest_pieces": self.largest_pieces,
             **({"confidence": self.verdict.confidence, "flagged": self.verdict.flagged, "verdict": self.verdict.reason}
                if self.verdict is not None else {}),
             "candidates": [{"angle_deg": p.angle_deg, "flipped": p.flipped, "score": p.score} for p in self.candidates],
