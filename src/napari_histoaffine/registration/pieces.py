@@ -43,8 +43,8 @@ def _alone(image: np.ndarray, prepared: PreparedImage, keep: np.ndarray) -> Prep
     return prepare(alone, prepared.factor)
 
 
-def largest_pieces(moving: np.ndarray, fixed: np.ndarray, prepared_moving: PreparedImage,
-                   prepared_fixed: PreparedImage) -> tuple[PreparedImage, PreparedImage] | None:
+def largest_pieces_alone(moving: np.ndarray, fixed: np.ndarray, prepared_moving: PreparedImage,
+                         prepared_fixed: PreparedImage) -> tuple[PreparedImage, PreparedImage] | None:
     """The pair as :func:`~.preprocess.prepare_pair` made it, with each image of several pieces cut to its largest;
     None when both are one piece."""
     pieces = [largest_piece(p.mask) for p in (prepared_moving, prepared_fixed)]

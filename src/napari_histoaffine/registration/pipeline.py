@@ -7,7 +7,9 @@ different rivals of its pose: when, corrected by the network too, they trail its
 pose alone is polished through the final (below) and the verdict compares it with them; otherwise
 the pose search takes a second, thorough look whose new poses join the race → the leader, with its close rivals, goes on into a final at
 finer scales, whose winner, and the same stretched by ±5 % along each axis, race once more at the
-finest scale: the best is the result → the verdict compares it with the different poses tried.
+finest scale: the best is the result → the verdict compares it with the different poses tried. When
+that verdict is flagged and an image holds several pieces of tissue, the largest pieces alone go through
+the same stages once more, and the more confident result is kept (:mod:`.pieces`).
 ``refine=False`` is the paper's method. Every stage shares one
 :class:`~napari_histoaffine.registration.features.StructurePyramid`, so no feature level is computed twice.
 
@@ -32,10 +34,10 @@ from .features import StructurePyramid, downsample_pair, small_theta
 from .network import AffineNet
 from .options import RegistrationOptions
 from .pose import PoseSearch, same_pose
-from .pieces import largest_pieces as pieces_alone
+from .pieces import largest_pieces_alone
 from .preprocess import PreparedImage, prepare_pair
 from .refine import DEFAULT_SCALES, Race, Refiner
-from .results import Pose, RegistrationResult, TissueMasks
+from .results import Pose, RegistrationResult, TissueMasks, Verdict
 from .verdict import assess, pose_margin, rivals
 from .weights import resolve_model
 
@@ -184,7 +186,7 @@ class _Outcome:
 
     poses: list[Pose]
     matrix: np.ndarray
-    verdict: object
+    verdict: Verdict
     ncc_before: float
     ncc_after: float
 
@@ -286,14 +288,14 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, options: RegistrationO
                                                transforms.resample_matrix(fixed.shape, fixed_full_shape))
     here = None if start is None else transforms.compose(moving_working_to_full, np.asarray(start, float),
                                                          transforms.invert(fixed_working_to_full))
-    pieces = pieces_alone(moving, fixed, prepared_moving, prepared_fixed) if largest_pieces else None
+    pieces = largest_pieces_alone(moving, fixed, prepared_moving, prepared_fixed) if largest_pieces else None
     by_pieces = pieces is not None
     if by_pieces:
         prepared_moving, prepared_fixed = pieces
     yield finished("preprocess")
     outcome = yield from _stages(prepared_moving, prepared_fixed, options, network, candidate, here, finished)
     if largest_pieces is None and candidate is None and start is None and outcome.verdict.flagged:
-        pieces = pieces_alone(moving, fixed, prepared_moving, prepared_fixed)
+        pieces = largest_pieces_alone(moving, fixed, prepared_moving, prepared_fixed)
         if pieces is not None:  # a second registration, of the largest pieces alone
             planned.append("largest pieces")
             alone = yield from _stages(*pieces, options, network, None, None, lambda _: None)
