@@ -193,13 +193,9 @@ class _Outcome:
 
 def _stages(prepared_moving: PreparedImage, prepared_fixed: PreparedImage, options: RegistrationOptions,
             network: AffineNet | None, candidate: int | None, here: np.ndarray | None,
-            finished: Callable[[str], Progress | None]) -> Generator[Progress, None, _Outcome]:
-    """Pose search → network → refinement → verdict on one prepared pair, yielding what ``finished`` makes of each
-    stage (nothing when it returns None); ``here`` is a start matrix in working pixels (see :func:`register_steps`)."""
-    def stage(name):
-        progress = finished(name)
-        return [progress] if progress is not None else []
-
+            finished: Callable[[str], Progress]) -> Generator[Progress, None, _Outcome]:
+    """Pose search → network → refinement → verdict on one prepared pair, yielding ``finished``'s report of each
+    stage; ``here`` is a start matrix in working pixels (see :func:`register_steps`)."""
     pyramid = StructurePyramid(prepared_moving, prepared_fixed)
     search = PoseSearch(pyramid, search_mirror=options.search_mirror)
     poses = search.first(options.top_k)
@@ -209,7 +205,7 @@ def _stages(prepared_moving: PreparedImage, prepared_fixed: PreparedImage, optio
         angle, mirrored = transforms.rotation_and_mirror(here)
         poses = poses + [Pose(angle, mirrored, float("nan"), here, float(np.sqrt(abs(np.linalg.det(here[:2, :2])))))]
         candidate = len(poses) - 1
-    yield from stage("pose search")
+    yield finished("pose search")
     if candidate is not None and not 0 <= candidate < len(poses):
         raise InputError(f"pose candidate {candidate} does not exist: the search found {len(poses)}")
     starts = [p.matrix for p in poses]
@@ -222,7 +218,7 @@ def _stages(prepared_moving: PreparedImage, prepared_fixed: PreparedImage, optio
             chosen = int(np.argmax(similarities))
         passes = 1 if options.refine else network.config.passes
         starts[chosen] = _network_poses(network, prepared_moving, prepared_fixed, [starts[chosen]], passes)[0]
-        yield from stage("network")
+        yield finished("network")
     if options.refine:
         def network_lead():  # asked only when the race is in doubt: is the network's pose clearly right?
             clear = _network_race(network, prepared_moving, prepared_fixed, pyramid, poses, starts, chosen,
@@ -231,7 +227,7 @@ def _stages(prepared_moving: PreparedImage, prepared_fixed: PreparedImage, optio
 
         poses, race, winner, matrix = _race_and_final(Refiner(pyramid), search, poses, starts, schedule, candidate,
                                                       options.top_k, network_lead if similarities is not None else None)
-        yield from stage("refinement")
+        yield finished("refinement")
     else:  # no race: the starts as they are are the yardstick
         matrix, winner = starts[chosen], chosen
         race = Race(np.stack(starts), pyramid.similarity(starts, schedule.race[0][0]), list(range(len(starts))))
@@ -298,7 +294,10 @@ def register_steps(moving: np.ndarray, fixed: np.ndarray, options: RegistrationO
         pieces = largest_pieces_alone(moving, fixed, prepared_moving, prepared_fixed)
         if pieces is not None:  # a second registration, of the largest pieces alone
             planned.append("largest pieces")
-            alone = yield from _stages(*pieces, options, network, None, None, lambda _: None)
+            def within_pieces(stage: str) -> Progress:  # reported, and a point to cancel at, but timed as one stage
+                return Progress("largest pieces", len(timings) / len(planned), f"largest pieces: {stage} done")
+
+            alone = yield from _stages(*pieces, options, network, None, None, within_pieces)
             yield finished("largest pieces")
             if alone.verdict.confidence > outcome.verdict.confidence:
                 (prepared_moving, prepared_fixed), outcome, by_pieces = pieces, alone, True
