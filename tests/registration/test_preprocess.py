@@ -86,3 +86,16 @@ def test_a_glass_field_seen_in_one_corner_is_not_extrapolated_into_the_dark():
     means = [signal[rows, cols].mean() for rows in (slice(60, 150), slice(150, None)) for cols in (slice(60, 150),
                                                                                             slice(150, None))]
     assert min(means) > 0.0 and max(means) - min(means) < 0.1          # evenly lit tissue stays even
+
+
+def test_a_fluorescence_view_lit_in_one_channel_keeps_its_structure_in_grayscale(ihc_at):
+    """A dim stain that shines in blue alone (as DAPI does) on black: its grayscale follows the stain, not the
+    other channels' noise, which luminance (7 % blue) would mostly show."""
+    density = 1.0 - ihc_at(0.5).mean(-1) / 255.0
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 30, density.shape + (3,))
+    image[..., 2] = 20 + 120 * density
+    image = image.astype(np.uint8)
+    luminance = image.astype(np.float32) @ np.array([0.2125, 0.7154, 0.0721], np.float32)
+    assert np.corrcoef(luminance.ravel(), density.ravel())[0, 1] < 0.5
+    assert np.corrcoef(to_grayscale(image).ravel(), density.ravel())[0, 1] > 0.95

