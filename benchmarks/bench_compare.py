@@ -61,7 +61,8 @@ from napari_histoaffine.registration.features import StructurePyramid  # noqa: E
 from napari_histoaffine.registration.options import DEFAULT_WORKING_SIZE, RegistrationOptions  # noqa: E402
 from napari_histoaffine.registration.pipeline import register  # noqa: E402
 from napari_histoaffine.registration.pose import search_pose  # noqa: E402
-from napari_histoaffine.registration.preprocess import prepare_pair, resample, to_grayscale, working_factor  # noqa: E402
+from napari_histoaffine.registration.grayscale import to_grayscale  # noqa: E402
+from napari_histoaffine.registration.preprocess import prepare_pair, resample, working_factor  # noqa: E402
 from napari_histoaffine.registration.weights import default_weights_path  # noqa: E402
 from napari_histoaffine.transforms import (  # noqa: E402
     apply_to_points,

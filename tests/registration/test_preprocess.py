@@ -3,8 +3,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from napari_histoaffine.registration.preprocess import (absorbing_marks, fill_holes, prepare, tissue_mask, tissue_signal,
-                                                        to_grayscale)
+from napari_histoaffine.registration.grayscale import to_grayscale
+from napari_histoaffine.registration.preprocess import absorbing_marks, fill_holes, prepare, tissue_mask, tissue_signal
 
 
 def test_fill_holes_is_scipys_binary_fill_holes():
@@ -48,6 +48,26 @@ def test_a_pen_stroke_across_the_glass_neither_joins_the_tissue_nor_outshines_it
     stroke = cv2.line(np.zeros((288, 288), np.uint8), (8, 225), (248, 135), 1, 3) > 0
     on_tissue = stroke & prepared["clean"].mask
     assert prepared["marked"].image[on_tissue].mean() < 1.5 * prepared["clean"].image[on_tissue].mean()
+
+
+def test_a_dense_stain_blob_is_no_mark(ihc_at):
+    """A wide, strongly stained region (DAB-positive tissue) absorbs as much as ink, but it is no thin line: kept."""
+    stained = _pale_section(ihc_at)
+    cv2.ellipse(stained, (190, 190), (45, 35), 0, 0, 360, (90, 50, 20), -1, cv2.LINE_AA)
+    gray = to_grayscale(np.clip(stained, 0, 255).astype(np.uint8))
+    assert absorbing_marks(gray, tissue_mask(gray)) is None
+
+
+def test_a_pen_stroke_that_fades_over_the_tissue_is_found_along_its_length(ihc_at):
+    """Ink laid more thinly where the pen crossed the section is still the stroke: all of it is a mark."""
+    section = _pale_section(ihc_at)
+    stroke = cv2.line(np.zeros((384, 384), np.float32), (10, 300), (330, 180), 1.0, 6, cv2.LINE_AA)
+    over_tissue = np.indices(stroke.shape)[1] > 64
+    ink = stroke * np.where(over_tissue, 0.6, 1.0)
+    marked = section * (1 - ink[..., None]) + section * (np.array([30, 70, 130]) / 240.0) * ink[..., None]
+    gray = to_grayscale(np.clip(marked, 0, 255).astype(np.uint8))
+    marks = absorbing_marks(gray, tissue_mask(gray))
+    assert marks is not None and marks[(stroke > 0.5) & over_tissue].mean() > 0.95
 
 
 def test_clean_sections_have_no_marks(ihc_at):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import transforms
-from ..registration.preprocess import to_float, to_grayscale
+from ..registration.grayscale import to_float, to_grayscale
 
 VIEWS = ("checkerboard", "swipe", "difference", "false colour")
 

@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 from ..errors import InputError, UnusableImageError
-from .preprocess import NO_FINITE_PIXELS, finite_as_background, image_planes, quadratic_field, to_grayscale
+from .grayscale import NO_FINITE_PIXELS, finite_as_background, image_planes, to_grayscale
+from .preprocess import quadratic_field
 
 MIN_SIDE = 32         # px: a smaller image holds no structure the search (48 px) could use
 COARSE = 64           # px: the long side at which contrast is measured

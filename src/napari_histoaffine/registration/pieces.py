@@ -11,7 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .preprocess import PreparedImage, image_planes, prepare
+from .grayscale import image_planes
+from .preprocess import PreparedImage, prepare
 
 # Chosen on the lung and phantom hard development parts (a second registration by the largest pieces when
 # the whole tissue's result is flagged; see the pipeline): necks of 0.06 of the long side split too few of

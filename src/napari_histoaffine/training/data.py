@@ -34,7 +34,8 @@ from ..files.tables import Pair, read_landmarks, read_pairs_table
 from ..progress import STOP, Progress
 from ..registration.features import StructurePyramid
 from ..registration.pose import search_pose
-from ..registration.preprocess import prepare_pair, resample, to_float
+from ..registration.grayscale import to_float
+from ..registration.preprocess import prepare_pair, resample
 from ..registration.refine import refine_affine
 from .config import network_input_size
 

@@ -15,7 +15,8 @@ import torch
 
 from .. import transforms
 from ..registration.network import AffineNet
-from ..registration.preprocess import prepare, to_float
+from ..registration.grayscale import to_float
+from ..registration.preprocess import prepare
 from ..registration.similarity import ncc, smooth
 from .config import TrainingConfig
 from .data import TrainingPair, resize_float
