@@ -160,6 +160,12 @@ def uneven_background(rng, image: np.ndarray) -> np.ndarray:
 
 
 def inverted(rng, image: np.ndarray, glass) -> np.ndarray:
+    """The image in the other polarity: inverted, or (bright-field only) a stain channel rendered as fluorescence.
+
+    A dark-field image (a phantom's fluorescence stain) is only inverted: the optical density of light it
+    emits means nothing (its noisy dark field would become bright signal around dark tissue). It draws the
+    same random numbers all the same, so that every later case stays as it was.
+    """
     if rng.random() < 0.4:
         return 255 - image
     # fluorescence-like: a stain's optical density relative to the glass, bright on black
@@ -168,6 +174,8 @@ def inverted(rng, image: np.ndarray, glass) -> np.ndarray:
     signal = np.clip(signal / (np.percentile(signal, 99.5) + 1e-6), 0, 1) ** 0.8 * rng.uniform(180, 255)
     signal = cv2.GaussianBlur(signal.astype(np.float32), (0, 0), 0.8) + rng.normal(8, rng.uniform(2, 6), signal.shape)
     colour = {"green": (0, 1, 0), "red": (0, 0, 1), "grey": (1, 1, 1)}[rng.choice(["green", "red", "grey"])]
+    if np.mean(glass) < 128:
+        return 255 - image
     return np.clip(signal[..., None] * np.asarray(colour, np.float32), 0, 255).astype(np.uint8)
 
 

@@ -74,3 +74,15 @@ def test_any_dataset_gets_every_kind(hard_cases, points, tmp_path):
     assert {row["Kind"] for row in rows} == set(kinds)
     assert {row["Tissue"] for row in rows} == {"a", "b"}
     assert all((tmp_path / "out" / row["Source image"]).is_file() for row in rows)
+
+
+def test_an_inverted_dark_field_image_turns_bright_field(hard_cases, points):
+    """The inverted kind shows an image in the other polarity: a fluorescence one (tissue bright on black) comes out
+    as tissue dark on bright glass, never as the noise of its dark field rendered as a stain."""
+    fluorescence = 255 - section(1, (1.0, 0.8, 0.9), points)
+    tissue = np.zeros(fluorescence.shape[:2], np.uint8)
+    cv2.ellipse(tissue, (160, 120), (100, 70), 20, 0, 360, 1, -1)
+    for seed in range(6):
+        shown = cv2.cvtColor(hard_cases.hard_kinds.inverted(np.random.default_rng(seed), fluorescence, (10, 10, 10)),
+                             cv2.COLOR_BGR2GRAY)
+        assert np.median(shown[tissue == 0]) > 200 > np.median(shown[tissue > 0])
