@@ -44,25 +44,29 @@ from .weights import resolve_model
 
 @dataclass(frozen=True)
 class Schedule:
-    """Refinement scales ``(long side in px, most Gauss–Newton steps, pixel stride)``, in two rounds.
+    """Refinement scales ``(long side in px, most Gauss–Newton steps, pixel stride)``, in three rounds.
 
     Every pose candidate races through ``race``; the leader, with its close rivals when the race was
     close, goes on through ``final``, where finer structure decides between them and the verdict
-    measures the margin. The final's winner is the result.
+    measures the margin. The final's winner and the same stretched along each axis race once more
+    through ``stretch``: the best is the result.
     """
 
     race: tuple
     final: tuple
+    stretch: tuple
 
 
-SCHEDULE = Schedule(DEFAULT_SCALES[:1], DEFAULT_SCALES[1:])
+SCHEDULE = Schedule(DEFAULT_SCALES[:1], DEFAULT_SCALES[1:], DEFAULT_SCALES[-1:])
 # After the network: a short race at 96 px, the final there and at 192 px, where every third pixel
 # of every third row suffices (a finish at the 288-px working size gained nothing measurable; 4 steps
 # there left a shared Ki67 -> He case on a flat ridge at 0.022 where 6 reach 0.015). Up to 12 steps at
-# 192 px: across stains as unlike as fluorescence and DAB, or with a pen stroke pulling, 6 stop short
-# of the optimum (development parts: 3 results 0.020-0.026 -> 0.016-0.019, none worse; shared 50 and
-# mirrored 70 unchanged at 100 %; every third pixel as precise as every second, at half the time)
-AFTER_NETWORK_SCHEDULE = Schedule(((96, 3, 2),), ((96, 5, 1), (192, 12, 3)))
+# 192 px in the final: across stains as unlike as fluorescence and DAB, or with a pen stroke pulling, 6
+# stop short of the optimum (development parts: 3 results 0.020-0.026 -> 0.016-0.019, none worse; shared
+# 50 and mirrored 70 unchanged at 100 %; every third pixel as precise as every second, at half the time).
+# The five stretches keep 6 steps: 12 there cost 3 ms a pair for two results at 0.0206 and 0.0247 that
+# end at 0.0199 and 0.0163
+AFTER_NETWORK_SCHEDULE = Schedule(((96, 3, 2),), ((96, 5, 1), (192, 12, 3)), ((192, 6, 3),))
 REPORT_SIZE = DEFAULT_SCALES[-1][0]  # the scale of the reported NCC: where both schedules' finals end
 # a race whose leader leads every different pose by less than this is close: the pose search takes a
 # second, thorough look (as it does when the sections' areas differ, so the scale guess is in doubt),
@@ -146,7 +150,7 @@ def _race_and_final(refiner: Refiner, search: PoseSearch, poses: list[Pose], sta
         if settled is not None:
             network_race, chosen = settled
             matrix = refiner.best_stretch(refiner.refine(network_race.matrices[[chosen]], schedule.final)[0],
-                                          schedule.final[-1:])
+                                          schedule.stretch)
             network_race.matrices[chosen] = matrix  # the verdict's yardstick: against the rivals as the network left them
             network_race.similarities[chosen] = float(refiner.pyramid.similarity([matrix], schedule.race[0][0])[0])
             return poses, network_race, chosen, matrix
@@ -159,11 +163,11 @@ def _race_and_final(refiner: Refiner, search: PoseSearch, poses: list[Pose], sta
     close = lead < CLOSE_RACE or candidate is not None
     finalists = [leader] + (rivals(race, leader, within=CLOSE_RACE) if close else [])
     if len(finalists) == 1:  # a clear race's lead speaks for itself
-        matrix = refiner.best_stretch(refiner.refine(race.matrices[finalists], schedule.final)[0], schedule.final[-1:])
+        matrix = refiner.best_stretch(refiner.refine(race.matrices[finalists], schedule.final)[0], schedule.stretch)
         return poses, race, leader, matrix
     final = refiner.race(race.matrices[finalists], schedule.final, [race.indices[i] for i in finalists])
     in_final = final.best if candidate is None else 0  # the final decided and measures the margin
-    return poses, final, in_final, refiner.best_stretch(final.matrices[in_final], schedule.final[-1:])
+    return poses, final, in_final, refiner.best_stretch(final.matrices[in_final], schedule.stretch)
 
 
 def _pixels(image, full_shape, role: str) -> tuple[np.ndarray, tuple[int, ...]]:
