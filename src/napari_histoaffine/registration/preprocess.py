@@ -277,9 +277,10 @@ def absorbing_marks(gray: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
     dark, long_side = denser_than(MARK_DENSITY), max(gray.shape)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
     extent = np.maximum(stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT])
-    depth = np.zeros(count, np.float32)  # of each component: its middle's distance from its edge
-    np.maximum.at(depth, labels.ravel(), cv2.distanceTransform(dark, cv2.DIST_L2, 3).ravel())
-    marks = 1 + np.flatnonzero((extent >= MARK_EXTENT * long_side) & (depth[1:] <= MARK_DEPTH * long_side))
+    marks = 1 + np.flatnonzero(extent >= MARK_EXTENT * long_side)
+    if marks.size:  # of those, the thin ones: their middle lies near their edge
+        depth = cv2.distanceTransform(dark, cv2.DIST_L2, 3)
+        marks = marks[[depth[labels == label].max() <= MARK_DEPTH * long_side for label in marks]]
     if marks.size == 0:
         return None
     core = np.isin(labels, marks)
