@@ -59,14 +59,14 @@ def to_float(image: np.ndarray) -> np.ndarray:
 
 
 def to_grayscale(image: np.ndarray) -> np.ndarray:
-    """Grayscale float32 in [0, 1] of gray or colour, without a full-size float colour copy.
+    """Grayscale float32 in [0, 1] of gray or colour.
 
     Colour images give their luminance, unless they are mostly dark (emitted light: fluorescence, a
     dark-field view): then their channels weighed by how much the image's colours vary along each
     (:func:`_emission_weights`), since one channel may carry all the signal and luminance weighs some
     at almost nothing (blue, where DAPI shines, at 7 %). Phantom hard development cases 93.5 -> 95.7 %
     (fluorescence pairs); lung development, shared and mirrored cases unchanged (no dark image there
-    but inverted ones).
+    but inverted ones). Which one is read on every fourth pixel, so a whole image is converted once.
     """
     img = image_planes(image)
     if img.ndim == 2:
@@ -74,10 +74,10 @@ def to_grayscale(image: np.ndarray) -> np.ndarray:
     integer = np.issubdtype(img.dtype, np.integer)
     colour = img if integer else _float_to_unit(img)
     scale = np.float32(1.0 / _integer_scale(img)) if integer else np.float32(1.0)
-    gray = colour.astype(np.float32) @ (LUMINANCE * scale) if integer else colour @ LUMINANCE
-    if np.median(gray[::4, ::4]) < DARK_MEDIAN:
-        return colour.astype(np.float32) @ (_emission_weights(colour[::4, ::4]) * scale)
-    return gray
+    sample = colour[::4, ::4]
+    dark = np.median(sample.astype(np.float32) @ (LUMINANCE * scale)) < DARK_MEDIAN
+    weights = _emission_weights(sample) if dark else LUMINANCE
+    return colour.astype(np.float32) @ (weights * scale) if integer else colour @ weights
 
 
 def _emission_weights(colour: np.ndarray) -> np.ndarray:
