@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from napari_histoaffine.registration.grayscale import to_grayscale
+from napari_histoaffine.registration.grayscale import LUMINANCE, to_grayscale
 from napari_histoaffine.registration.preprocess import absorbing_marks, fill_holes, prepare, tissue_mask, tissue_signal
 
 
@@ -116,6 +116,6 @@ def test_a_fluorescence_view_lit_in_one_channel_keeps_its_structure_in_grayscale
     image = rng.uniform(0, 30, density.shape + (3,))
     image[..., 2] = 20 + 120 * density
     image = image.astype(np.uint8)
-    luminance = image.astype(np.float32) @ np.array([0.2125, 0.7154, 0.0721], np.float32)
+    luminance = image.astype(np.float32) @ LUMINANCE
     assert np.corrcoef(luminance.ravel(), density.ravel())[0, 1] < 0.5
     assert np.corrcoef(to_grayscale(image).ravel(), density.ravel())[0, 1] > 0.95

@@ -80,7 +80,8 @@ MIN_BACKGROUND = 0.03  # of the image: less background than this says nothing ab
 RANK_LEVELS = np.linspace(0.0, 100.0, 65)  # percentiles between which ranks are interpolated
 RANK_TABLE = 1024
 # Marks (:func:`absorbing_marks`), chosen on the lung and phantom hard development parts: their artifacts
-# 55 -> 85 % and 44 -> 75 %, all kinds 91.1 -> 93.3 % and 90.5 -> 92.7 %; 8 of 241 clean images there have a mark
+# 55 -> 85 % and 44 -> 75 %, all kinds 91.1 -> 93.3 % and 90.5 -> 92.7 %; 8 of 241 clean images there had a mark
+# before the thinness rule below
 MARK_DENSITY = 5.0
 MARK_EXTENT = 0.1
 # A mark is thin (its middle at most this far from its edge, of the long side: a dense stain's blob is no
