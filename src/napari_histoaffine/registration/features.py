@@ -120,22 +120,22 @@ class FeatureLevel:
         small = transforms.from_theta(thetas.numpy(), self.m_shape, self.f_shape)
         return transforms.compose(self.m_to_small, small, transforms.invert(self.f_to_small))
 
-    def similarity(self, theta: torch.Tensor, masked: bool = True) -> np.ndarray:
-        """Structure NCC of the pair under each of a batch of thetas.
+    def similarity(self, theta: torch.Tensor, masked: bool = True, stride: int = 1) -> np.ndarray:
+        """Structure NCC of the pair under each of a batch of thetas, on every ``stride``-th row and column.
 
         Masked, only where the moving image covers the fixed grid, and poses that do not overlap
         enough (:func:`overlap_is_enough`) score -1; plain, over the whole fixed grid with zeros
         beyond the moving image's edge, so it also says how much of the fixed image the moving
         one explains. Computed in NumPy after the warp: the scores are only compared.
         """
-        pixels = self.f_shape[0] * self.f_shape[1]
+        fixed = self.fixed[..., ::stride, ::stride].numpy()
+        pixels = fixed.shape[-2] * fixed.shape[-1]
         batch = max(1, BATCH_VALUES // (self.moving_with_domain.shape[1] * pixels))
         if len(theta) > batch:
-            return np.concatenate([self.similarity(part, masked) for part in theta.split(batch)])
-        fixed = self.fixed.numpy()
+            return np.concatenate([self.similarity(part, masked, stride) for part in theta.split(batch)])
         if not masked:
-            return ncc(transforms.warp_tensor(self.moving, theta, self.f_shape).numpy(), fixed)
-        warped = transforms.warp_tensor(self.moving_with_domain, theta, self.f_shape).numpy()
+            return ncc(transforms.warp_tensor(self.moving, theta, self.f_shape, stride).numpy(), fixed)
+        warped = transforms.warp_tensor(self.moving_with_domain, theta, self.f_shape, stride).numpy()
         weight = inside(warped)
         enough = overlap_is_enough(weight.sum((1, 2, 3)), theta, pixels)
         return np.where(enough, ncc(warped[:, :-1], fixed, weight), -1.0)
@@ -166,8 +166,9 @@ class StructurePyramid:
         return self._levels[long_side]
 
     @torch.inference_mode()
-    def similarity(self, matrices: list[np.ndarray], long_side: int, masked: bool = True) -> list[float]:
-        """Structure NCC of the pair under each working moving → fixed matrix, at the given scale (see
+    def similarity(self, matrices: list[np.ndarray], long_side: int, masked: bool = True,
+                   stride: int = 1) -> list[float]:
+        """Structure NCC of the pair under each working moving → fixed matrix, at the given scale and stride (see
         :meth:`FeatureLevel.similarity`)."""
         level = self.level(long_side)
-        return [float(s) for s in np.nan_to_num(level.similarity(level.thetas(matrices), masked), nan=-1.0)]
+        return [float(s) for s in np.nan_to_num(level.similarity(level.thetas(matrices), masked, stride), nan=-1.0)]

@@ -6,8 +6,8 @@ scale; a close race, or a doubtful scale guess, first asks the network about the
 different rivals of its pose: when, corrected by the network too, they trail its pose clearly, that
 pose alone is polished through the final (below) and the verdict compares it with them; otherwise
 the pose search takes a second, thorough look whose new poses join the race → the leader, with its close rivals, goes on into a final at
-finer scales, whose winner, and the same stretched by ±5 % along each axis, race once more at the
-finest scale: the best is the result → the verdict compares it with the different poses tried. When
+finer scales, whose winner is stretched by ±5 % along each axis and refined once more at the finest
+scale: the best of the winner and its stretches is the result → the verdict compares it with the different poses tried. When
 that verdict is flagged and an image holds several pieces of tissue, the largest pieces alone go through
 the same stages once more, and the more confident result is kept (:mod:`.pieces`).
 ``refine=False`` is the paper's method. Every stage shares one
@@ -48,8 +48,8 @@ class Schedule:
 
     Every pose candidate races through ``race``; the leader, with its close rivals when the race was
     close, goes on through ``final``, where finer structure decides between them and the verdict
-    measures the margin. The final's winner and the same stretched along each axis race once more
-    through ``stretch``: the best is the result.
+    measures the margin. The final's winner stretched along each axis is refined once more through
+    ``stretch``: the best of the winner and its stretches is the result.
     """
 
     race: tuple
@@ -64,7 +64,7 @@ SCHEDULE = Schedule(DEFAULT_SCALES[:1], DEFAULT_SCALES[1:], DEFAULT_SCALES[-1:])
 # 192 px in the final: across stains as unlike as fluorescence and DAB, or with a pen stroke pulling, 6
 # stop short of the optimum (development parts: 3 results 0.020-0.026 -> 0.016-0.019, none worse; shared
 # 50 and mirrored 70 unchanged at 100 %; every third pixel as precise as every second, at half the time).
-# The five stretches keep 6 steps: 12 there cost 3 ms a pair for two results at 0.0206 and 0.0247 that
+# The four stretches keep 6 steps: 12 there cost 3 ms a pair for two results at 0.0206 and 0.0247 that
 # end at 0.0199 and 0.0163
 AFTER_NETWORK_SCHEDULE = Schedule(((96, 3, 2),), ((96, 5, 1), (192, 12, 3)), ((192, 6, 3),))
 REPORT_SIZE = DEFAULT_SCALES[-1][0]  # the scale of the reported NCC: where both schedules' finals end
