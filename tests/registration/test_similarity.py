@@ -39,6 +39,18 @@ def test_a_pose_that_overlaps_a_few_pixels_is_no_fit(ihc_at):
     assert scores[1].item() == -1.0
 
 
+def test_every_third_pixel_tells_a_slightly_stretched_pose_from_the_right_one(ihc_at):
+    """The stretches race on every third pixel: a pose 5 % off in scale must still score below the right one."""
+    image = ihc_at(0.3)
+    pyramid = StructurePyramid(*prepare_pair(image, image))
+    rows, cols = pyramid.fixed.image.shape
+    centre = transforms.translation(-(cols - 1) / 2, -(rows - 1) / 2)
+    stretched = transforms.compose(centre, transforms.scaling(1.05, 1.0), transforms.invert(centre))
+    right, off = pyramid.similarity([transforms.identity(), stretched], 192, stride=3)
+    assert right == pytest.approx(1.0, abs=1e-4) and off < right - 0.05
+    assert pyramid.similarity([stretched], 192, stride=1)[0] == pytest.approx(off, abs=0.05)
+
+
 def _reference_blur(images, sigma):
     radius = max(1, int(3 * sigma))
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
