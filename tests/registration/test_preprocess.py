@@ -70,10 +70,31 @@ def test_a_pen_stroke_that_fades_over_the_tissue_is_found_along_its_length(ihc_a
     assert marks is not None and marks[(stroke > 0.5) & over_tissue].mean() > 0.95
 
 
+def _dense_section(ihc_at):
+    """``ihc.png``'s tissue at full strength in the middle of a bright glass, as 8-bit RGB."""
+    section = np.full((384, 384, 3), 240, np.uint8)
+    section[64:320, 64:320] = ihc_at(0.5)
+    return section
+
+
+def test_green_ink_over_a_dense_stain_is_found_by_its_colour(ihc_at):
+    """Green ink across brown and blue stain is no darker in luminance than five times the stain, but it
+    absorbs the red light the stain lets through: with the colour image it is a mark along its length."""
+    section = _dense_section(ihc_at).astype(np.float32)
+    stroke = cv2.line(np.zeros((384, 384), np.float32), (10, 300), (330, 180), 1.0, 6, cv2.LINE_AA)
+    ink = np.array([0.12, 0.55, 0.25], np.float32)                  # light the ink lets through, per channel
+    marked = np.clip(section * (1 - stroke[..., None] * (1 - ink)), 0, 255).astype(np.uint8)
+    gray = to_grayscale(marked)
+    marks = absorbing_marks(gray, tissue_mask(gray), marked)
+    on_tissue = (stroke > 0.5) & (np.indices(stroke.shape)[1] > 64) & (np.indices(stroke.shape)[1] < 320)
+    assert marks is not None and marks[on_tissue].mean() > 0.9
+
+
 def test_clean_sections_have_no_marks(ihc_at):
-    for image in (ihc_at(1.0), np.clip(_pale_section(ihc_at), 0, 255).astype(np.uint8)):
+    for image in (ihc_at(1.0), np.clip(_pale_section(ihc_at), 0, 255).astype(np.uint8), _dense_section(ihc_at)):
         gray = to_grayscale(image)
         assert absorbing_marks(gray, tissue_mask(gray)) is None
+        assert absorbing_marks(gray, tissue_mask(gray), image) is None
 
 
 def test_a_channel_reversed_view_prepares_like_its_copy(ihc_at):
