@@ -336,13 +336,15 @@ def prepare(image: np.ndarray, factor: float) -> PreparedImage:
     img = image_planes(image)
     if img.size == 0 or min(img.shape[:2]) < 2:
         raise InputError(f"image is empty or too small: shape {img.shape[:2]}")
+    colour = None  # the 8-bit colour pixels at working size, in which marks show by their ink too
     if img.dtype == np.uint8:  # torch's 8-bit kernel resamples colour faster than a float grayscale copy is made
-        colour, to_input = resample(img, factor)
-        small = to_grayscale(colour)
+        resampled, to_input = resample(img, factor)
+        small = to_grayscale(resampled)
+        colour = resampled if resampled.ndim == 3 else None
     else:
-        colour, (small, to_input) = None, resample(to_grayscale(img), factor)
+        small, to_input = resample(to_grayscale(img), factor)
     mask = tissue_mask(small)
-    marks = absorbing_marks(small, mask, colour if colour is not None and colour.ndim == 3 else None)
+    marks = absorbing_marks(small, mask, colour)
     if marks is not None:  # they would join the outline and outshine the tissue's structure
         small = fill_marks(small, marks)
         mask = tissue_mask(small)
