@@ -2,7 +2,8 @@
 
 Preprocess → pose search (ranked rotation/mirror candidates) → the network corrects the candidate
 that fits best → all candidates (that one corrected) race for a few refinement steps at a coarse
-scale; a close race, a doubtful scale guess, or tissue that fills both frames first asks the network about the two strongest
+scale; a close race, or a race not clearly won while the scale guess is doubtful or tissue fills both
+frames, first asks the network about the two strongest
 different rivals of its pose: when, corrected by the network too, they trail its pose clearly, that
 pose alone is polished through the final (below) and the verdict compares it with them; otherwise
 the pose search takes a second, thorough look whose new poses join the race → the leader, with its close rivals, goes on into a final at
@@ -72,7 +73,8 @@ REPORT_SIZE = DEFAULT_SCALES[-1][0]  # the scale of the reported NCC: where both
 # second, thorough look (as it does when the sections' areas differ, so the scale guess is in doubt),
 # and the close rivals go on into the final with the leader
 CLOSE_RACE = 0.1
-DOUBTFUL_SCALE_LEAD = 0.2  # with a doubtful scale guess, a lead below this also takes the second look
+# with a doubtful scale guess, or tissue filling both frames, a lead below this also takes the second look
+DOUBTFUL_SCALE_LEAD = 0.2
 # When the race is in doubt, the network corrects the two strongest different rivals of its pose as well (a fair
 # comparison: it improves any pose it sees); when its pose then leads them at the race scale by this much, it
 # alone is polished through the final (no second look, no rivals in the final). Chosen on development sets only,
@@ -136,8 +138,9 @@ def _second_look(search: PoseSearch, poses: list[Pose], top_k: int) -> list[Pose
 
 def _race_and_final(refiner: Refiner, search: PoseSearch, poses: list[Pose], starts: list[np.ndarray],
                     schedule: Schedule, candidate: int | None, top_k: int, network_lead: Callable | None = None):
-    """Race every start; when the race is close, the scale in doubt or tissue fills both frames, ask ``network_lead``
-    (if given) and, when it settles the doubt, polish the network's pose alone; else take a second look, then the final.
+    """Race every start; when the race is close, or not clear while the scale is in doubt or tissue fills both
+    frames, ask ``network_lead`` (if given) and, when it settles the doubt, polish the network's pose alone; else
+    take a second look, then the final.
 
     Returns the poses (with the second look's), the race the verdict reads (the final when close
     rivals went on, the network's race when it settled the doubt, else the race itself) with the
@@ -145,8 +148,8 @@ def _race_and_final(refiner: Refiner, search: PoseSearch, poses: list[Pose], sta
     """
     race = refiner.race(starts, schedule.race, range(len(starts)))
     lead = pose_margin(race, race.best)
-    if candidate is None and (lead < CLOSE_RACE or (search.sizes_differ and lead < DOUBTFUL_SCALE_LEAD)
-                              or search.fills_frames):
+    in_doubt = search.sizes_differ or search.fills_frames  # the area ratio's scale, or the outline, says little
+    if candidate is None and (lead < CLOSE_RACE or (in_doubt and lead < DOUBTFUL_SCALE_LEAD)):
         settled = network_lead() if network_lead is not None else None
         if settled is not None:
             network_race, chosen = settled
