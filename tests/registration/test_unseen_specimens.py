@@ -15,9 +15,9 @@ import numpy as np
 from napari_histoaffine import transforms
 from napari_histoaffine.evaluation.metrics import image_diagonal, landmark_stats
 from napari_histoaffine.phantoms import make_specimen, render_section
+from napari_histoaffine.registration.features import StructurePyramid
 from napari_histoaffine.registration.pieces import largest_piece
 from napari_histoaffine.registration.pipeline import register, register_steps
-from napari_histoaffine.registration.features import StructurePyramid
 from napari_histoaffine.registration.pose import PoseSearch
 from napari_histoaffine.registration.preprocess import prepare_pair
 from napari_histoaffine.registration.results import PIECES_NOTE
@@ -96,7 +96,7 @@ def test_a_fluorescence_frame_crop_against_a_bright_field_one_registers(hard_cas
     search blurs away, which the second look sees at 96 px (at 48 px this case ends 0.14 off)."""
     (target, lt), (source, ls) = sections(21, ("he", "fluorescence"))
     case, _, _ = hard_cases.make_case("frame", np.random.default_rng(21), target, source, lt, ls, flip=False)
-    assert fills_frames(case)  # so the second look always searches
+    assert fills_frames(case)  # so a race not clearly won takes the second look
     assert median_rtre(case) < SUCCESS
 
 

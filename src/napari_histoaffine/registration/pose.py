@@ -194,8 +194,9 @@ class PoseSearch:
     pose. The first search tries one scale, the square root of the tissue-area ratio, at every
     ``coarse_step`` angle with and without a mirror flip at ``SEARCH_SIZE`` px, and refines the
     ``top_k`` distinct peaks at ``fine_step``, with plain scores (beyond the moving image's edge is
-    background). The second look, which the pipeline takes when the first poses end close or the
-    area ratio says the sections differ in size, scores afresh with masked scores (only where both
+    background). The second look, which the pipeline takes when the first poses end close, or not
+    clearly apart while the area ratio says the sections differ in size or tissue fills both frames
+    (``fills_frames``), scores afresh with masked scores (only where both
     images have data: tissue that fills a frame ends at the edge, it does not turn into
     background) on a grid where the fixed image has ``SECOND_LOOK_SIZE`` px even when it is a small
     crop, where interior structure, not the outline, decides: at the area ratio's scale and at
@@ -248,14 +249,15 @@ class PoseSearch:
 
     @staticmethod
     def _size(masked: bool) -> int:
-        """The first search scores plain poses at ``SEARCH_SIZE``, the second look masked ones at ``SECOND_LOOK_SIZE``."""
+        """The first search scores plain poses at ``SEARCH_SIZE``, the second look masked ones at
+        ``SECOND_LOOK_SIZE``."""
         return SECOND_LOOK_SIZE if masked else SEARCH_SIZE
 
     def _coarse_poses(self, scale: float, masked: bool) -> list[Pose]:
         if (scale, masked) not in self._coarse:
+            angles = np.arange(0.0, 360.0, self.coarse_step)
             self._coarse[scale, masked] = self._evaluate(
-                self._size(masked), [(a, fl, scale) for fl in self.flips for a in np.arange(0.0, 360.0, self.coarse_step)],
-                masked)
+                self._size(masked), [(a, fl, scale) for fl in self.flips for a in angles], masked)
         return self._coarse[scale, masked]
 
     def _refined(self, peaks: list[Pose], masked: bool) -> list[Pose]:
