@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from napari_histoaffine import transforms
-from napari_histoaffine.registration.features import StructurePyramid, structure_features
+from napari_histoaffine.registration.features import (ORIENTATION, FeatureLevel, StructurePyramid, structure_features,
+                                                     turn_orientations)
 from napari_histoaffine.registration.preprocess import prepare_pair
 from napari_histoaffine.registration.similarity import ncc, smooth
 
@@ -87,3 +88,24 @@ def test_structure_features_are_the_smoothed_image_and_its_smoothed_edges():
     expected = expected / expected.flatten(2).std(2).view(1, 2, 1, 1)
     features = structure_features(image.detach()[0, 0].numpy())
     assert torch.allclose(features, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_turned_orientations_of_a_warped_image_match_the_fixed_image(ihc_at, mirrored):
+    """Warping moves the pixels, not the directions they hold: turned, a posed section's edge directions are the
+    fixed section's."""
+    fixed = 1 - ihc_at(1.0)[100:400, 100:400].mean(2).astype(np.float32) / 255
+    centre = transforms.translation(-150, -150)
+    pose = transforms.compose(centre, transforms.mirror_x(0) if mirrored else np.eye(3), transforms.rotation(37),
+                              transforms.invert(centre))
+    moving = transforms.warp_image(fixed, transforms.invert(pose), fixed.shape).astype(np.float32)
+    level = FeatureLevel(moving, fixed, 300, orientation=True)
+    warped = transforms.warp_tensor(level.moving, level.thetas([pose]), level.f_shape)
+    inner = (0, slice(None), slice(60, 240), slice(60, 240))
+
+    def correlations(images):
+        return [float(np.corrcoef(level.fixed[inner][c].flatten(), images[inner][c].flatten())[0, 1])
+                for c in range(ORIENTATION.start, ORIENTATION.stop)]
+
+    assert min(correlations(warped)) < 0.5                                   # the directions as the image held them
+    assert min(correlations(turn_orientations(warped.clone(), np.stack([pose])))) > 0.95

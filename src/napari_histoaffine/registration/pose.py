@@ -3,9 +3,9 @@
 All candidate poses are warped in batched ``grid_sample`` calls and each gets its best
 translation from an FFT cross-correlation, so its score is that of the best-placed pose rather
 than of the centre-of-mass guess. Scores use tissue structure (the lightly smoothed inverted
-image and its gradient magnitude), not one blurred intensity image, because stains are not
-linearly related and the blurred outline of a section hardly differs from its mirror image or
-its 180° turn. The top distinct poses are returned so later stages can decide between them.
+image, its gradient magnitude and the gradient's direction, turned with each pose), not one blurred
+intensity image, because stains are not linearly related and the blurred outline of a section
+hardly differs from its mirror image or its 180° turn. The top distinct poses are returned so later stages can decide between them.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 from scipy.fft import next_fast_len
 
 from .. import transforms
-from .features import FeatureLevel, StructurePyramid, inside, overlap_is_enough
+from .features import FeatureLevel, StructurePyramid, inside, overlap_is_enough, turn_orientations
 from .results import Pose
 
 SEARCH_SIZE = 48
@@ -163,6 +163,8 @@ class _Scorer:
         for start in range(0, len(thetas), chunk):
             chunk_thetas = thetas[start:start + chunk]
             sampled = transforms.warp_tensor(moving, chunk_thetas, self.level.f_shape)
+            if self.level.orientation:
+                turn_orientations(sampled, matrices[start:start + chunk])
             at_shifts = self._masked(sampled, chunk_thetas) if self.masked else self._plain(sampled)
             best, index = at_shifts.max(1)
             scores.append(best)
