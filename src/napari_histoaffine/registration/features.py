@@ -80,15 +80,16 @@ def turn_orientations(warped: torch.Tensor, matrices: np.ndarray) -> torch.Tenso
     """Warped moving :func:`structure_features` with their :data:`ORIENTATION` channels turned (and mirrored) as each
     of the ``(N, 3, 3)`` moving → fixed ``matrices`` turns the image, in place: warping moves the pixels, not the
     directions they hold."""
-    linear = np.asarray(matrices, float)[:, :2, :2]
-    u, _, vt = np.linalg.svd(linear)
-    rotation = u @ vt                                           # the nearest turn, or turn and mirror
-    angle = np.arctan2(rotation[:, 1, 0], rotation[:, 0, 0])
-    mirrored = torch.from_numpy(np.linalg.det(rotation) < 0).view(-1, 1, 1)
-    cos, sin = (torch.from_numpy(f(2 * angle)).to(warped.dtype).view(-1, 1, 1) for f in (np.cos, np.sin))
-    c, s = warped[:, ORIENTATION.start], warped[:, ORIENTATION.start + 1]
-    s = torch.where(mirrored, -s, s)                            # a mirror negates the double angle
-    warped[:, ORIENTATION] = torch.stack([cos * c - sin * s, sin * c + cos * s], 1)
+    (a, b), (c, d) = np.moveaxis(np.asarray(matrices, float)[:, :2, :2], 0, -1)
+    mirror = np.where(a * d - b * c < 0, -1.0, 1.0)
+    angle = np.arctan2(c - mirror * b, a + mirror * d)  # of the nearest turn (after a mirror about x): 2 × 2 closed form
+    # a mirror negates the double angle, a turn by φ adds 2φ to it
+    weights = [torch.from_numpy(w).to(warped.dtype).view(-1, 1, 1) for w in
+               (np.cos(2 * angle), -mirror * np.sin(2 * angle), np.sin(2 * angle), mirror * np.cos(2 * angle))]
+    cos2, sin2 = warped[:, ORIENTATION.start], warped[:, ORIENTATION.start + 1]
+    turned_cos2 = weights[0] * cos2 + weights[1] * sin2
+    sin2.mul_(weights[3]).add_(weights[2] * cos2)
+    cos2.copy_(turned_cos2)
     return warped
 
 
