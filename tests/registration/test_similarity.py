@@ -109,3 +109,4 @@ def test_turned_orientations_of_a_warped_image_match_the_fixed_image(ihc_at, mir
 
     assert min(correlations(warped)) < 0.5                                   # the directions as the image held them
     assert min(correlations(turn_orientations(warped.clone(), np.stack([pose])))) > 0.95
+    assert level.similarity(level.thetas([pose]))[0] > 0.95   # the level's own similarity turns them too

@@ -82,7 +82,7 @@ def turn_orientations(warped: torch.Tensor, matrices: np.ndarray) -> torch.Tenso
     directions they hold."""
     (a, b), (c, d) = np.moveaxis(np.asarray(matrices, float)[:, :2, :2], 0, -1)
     mirror = np.where(a * d - b * c < 0, -1.0, 1.0)
-    angle = np.arctan2(c - mirror * b, a + mirror * d)  # of the nearest turn (after a mirror about x): 2 × 2 closed form
+    angle = np.arctan2(c - mirror * b, a + mirror * d)  # the nearest turn (after any mirror about x), in closed form
     # a mirror negates the double angle, a turn by φ adds 2φ to it
     weights = [torch.from_numpy(w).to(warped.dtype).view(-1, 1, 1) for w in
                (np.cos(2 * angle), -mirror * np.sin(2 * angle), np.sin(2 * angle), mirror * np.cos(2 * angle))]
@@ -159,9 +159,13 @@ class FeatureLevel:
         batch = max(1, BATCH_VALUES // (self.moving_with_domain.shape[1] * pixels))
         if len(theta) > batch:
             return np.concatenate([self.similarity(part, masked, stride) for part in theta.split(batch)])
+        warped = transforms.warp_tensor(self.moving if not masked else self.moving_with_domain, theta, self.f_shape,
+                                        stride)
+        if self.orientation:
+            turn_orientations(warped, self.matrices(theta))
+        warped = warped.numpy()
         if not masked:
-            return ncc(transforms.warp_tensor(self.moving, theta, self.f_shape, stride).numpy(), fixed)
-        warped = transforms.warp_tensor(self.moving_with_domain, theta, self.f_shape, stride).numpy()
+            return ncc(warped, fixed)
         weight = inside(warped)
         enough = overlap_is_enough(weight.sum((1, 2, 3)), theta, pixels)
         return np.where(enough, ncc(warped[:, :-1], fixed, weight), -1.0)
