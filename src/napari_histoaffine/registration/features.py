@@ -146,6 +146,13 @@ class FeatureLevel:
         small = transforms.from_theta(thetas.numpy(), self.m_shape, self.f_shape)
         return transforms.compose(self.m_to_small, small, transforms.invert(self.f_to_small))
 
+    def warped(self, theta: torch.Tensor, with_domain_channel: bool, stride: int = 1) -> torch.Tensor:
+        """The moving features (and, if asked, the domain channel) warped onto the fixed grid by each theta, their
+        directions turned with the pose where the level holds them."""
+        warped = transforms.warp_tensor(self.moving_with_domain if with_domain_channel else self.moving, theta,
+                                        self.f_shape, stride)
+        return turn_orientations(warped, self.matrices(theta)) if self.orientation else warped
+
     def similarity(self, theta: torch.Tensor, masked: bool = True, stride: int = 1) -> np.ndarray:
         """Structure NCC of the pair under each of a batch of thetas, on every ``stride``-th row and column.
 
@@ -159,11 +166,7 @@ class FeatureLevel:
         batch = max(1, BATCH_VALUES // (self.moving_with_domain.shape[1] * pixels))
         if len(theta) > batch:
             return np.concatenate([self.similarity(part, masked, stride) for part in theta.split(batch)])
-        warped = transforms.warp_tensor(self.moving if not masked else self.moving_with_domain, theta, self.f_shape,
-                                        stride)
-        if self.orientation:
-            turn_orientations(warped, self.matrices(theta))
-        warped = warped.numpy()
+        warped = self.warped(theta, masked, stride).numpy()
         if not masked:
             return ncc(warped, fixed)
         weight = inside(warped)

@@ -5,7 +5,8 @@ translation from an FFT cross-correlation, so its score is that of the best-plac
 than of the centre-of-mass guess. Scores use tissue structure (the lightly smoothed inverted
 image, its gradient magnitude and the gradient's direction, turned with each pose), not one blurred
 intensity image, because stains are not linearly related and the blurred outline of a section
-hardly differs from its mirror image or its 180° turn. The top distinct poses are returned so later stages can decide between them.
+hardly differs from its mirror image or its 180° turn. The top distinct poses are returned so
+later stages can decide between them.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 from scipy.fft import next_fast_len
 
 from .. import transforms
-from .features import FeatureLevel, StructurePyramid, inside, overlap_is_enough, turn_orientations
+from .features import FeatureLevel, StructurePyramid, inside, overlap_is_enough
 from .results import Pose
 
 SEARCH_SIZE = 48
@@ -158,13 +159,10 @@ class _Scorer:
 
     def __call__(self, matrices: list[np.ndarray], chunk: int = 64):
         thetas = self.level.thetas(matrices)
-        moving = self.level.moving_with_domain if self.masked else self.level.moving
         scores, shifts = [], []
         for start in range(0, len(thetas), chunk):
             chunk_thetas = thetas[start:start + chunk]
-            sampled = transforms.warp_tensor(moving, chunk_thetas, self.level.f_shape)
-            if self.level.orientation:
-                turn_orientations(sampled, matrices[start:start + chunk])
+            sampled = self.level.warped(chunk_thetas, self.masked)
             at_shifts = self._masked(sampled, chunk_thetas) if self.masked else self._plain(sampled)
             best, index = at_shifts.max(1)
             scores.append(best)
@@ -288,9 +286,9 @@ class PoseSearch:
         separation = 3 * self.coarse_step
         peaks = sum((_distinct([p for p in coarse if p.flipped == fl], THOROUGH_PEAKS // len(self.flips), separation)
                      for fl in self.flips), [])
+        best_peaks = _distinct(self._refined(peaks, True), THOROUGH_PEAKS, separation)
         checked = self._evaluate(SECOND_LOOK_SIZE, [(p.angle_deg, p.flipped, p.scale * f)
-                                                    for p in _distinct(self._refined(peaks, True), THOROUGH_PEAKS, separation)
-                                                    for f in CHECK_SCALES], True)
+                                                    for p in best_peaks for f in CHECK_SCALES], True)
         return self._kept(checked, coarse, top_k)
 
 
